@@ -1,0 +1,770 @@
+"""Randomized smoothing: Gaussian (Cohen et al. 2019) and finite shift distributions.
+
+A *smoothed classifier* votes over randomly perturbed copies of its input. For a base
+classifier ``f(x) = argmax_c model(x)_c`` and a noise distribution ``mu``,
+
+    G(x) = argmax_c  P_{v ~ mu}[ f(x + v) = c ].
+
+Gaussian smoothing (``mu = N(0, sigma^2 I)``) comes with a certificate (Cohen, Rosenfeld &
+Kolter, *Certified Adversarial Robustness via Randomized Smoothing*, ICML 2019, Thm. 1):
+if the top class ``c_A`` has probability ``p_A >= p_lower > 1/2``, then ``G`` is constant
+on the L2 ball of radius
+
+    R = sigma * Phi^-1(p_lower)
+
+around ``x`` (``Phi`` the standard normal CDF). This module implements their PREDICT and
+CERTIFY procedures:
+
+- :func:`predict`: draw ``n`` noisy copies, take the two most frequent classes with counts
+  ``n_A >= n_B`` and return ``c_A`` unless the two-sided binomial test of
+  ``n_A ~ Bin(n_A + n_B, 1/2)`` has p-value ``> alpha`` (then abstain, class ``-1``). The
+  probability of returning a class other than ``G(x)`` is at most ``alpha``.
+- :func:`certify`: guess ``c_A`` from ``n0`` selection samples, count it in ``n`` fresh
+  estimation samples, take the one-sided ``(1 - alpha)`` Clopper-Pearson lower bound
+  ``p_lower = Beta^-1(alpha; n_A, n - n_A + 1)``; abstain if ``p_lower < 1/2``, else
+  return ``(c_A, sigma * Phi^-1(p_lower))``. With probability ``>= 1 - alpha`` a returned
+  radius is a valid certificate.
+
+The S1 "mixed defense" (``SPEC.md`` section 1) smooths with a *finite* distribution over
+additive shifts ``v_1..v_k`` with probabilities ``p_1..p_k``: :func:`mixture_probabilities`
+computes ``P[f(x + v) = c] = sum_j p_j 1[f(x + v_j) = c]`` exactly, and
+:func:`predict_mixture` is the Monte-Carlo majority vote with the same abstention test.
+
+Implementation notes:
+
+- Everything is batched over inputs *and* noise: the ``N * n`` noisy rows form one
+  stream, cut into forward batches of ``batch_size`` rows that may span several inputs.
+  Memory is ``O(batch_size)`` rows plus one noise block, independent of ``n``; class counts
+  stay on the input's device; only the ``N`` final counts go to SciPy for the statistics.
+- Noise is drawn from the explicit ``generator`` (on ``x``'s device) in blocks whose size
+  depends only on the shape of one input, so that the noise sequence -- and hence every
+  result -- does not depend on ``batch_size`` (up to the base model's own floating-point
+  differences between batch sizes). ``generator=None`` uses torch's default generator
+  (not reproducible unless the caller seeds it); library code never seeds it.
+- Inputs are **not clipped** to ``[0, 1]`` after adding noise or shifts, exactly as in
+  Cohen et al.: the certificate is about the classifier on all of ``R^d`` and clipping
+  would change the distribution the theorem is about.
+- The model runs in eval mode under ``torch.no_grad``; the train/eval mode of every
+  submodule is restored afterwards, also on error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+from scipy.stats import beta, binom, norm
+from torch import nn
+
+from advgame.errors import InputError
+from advgame.validate import (
+    check_nonnegative,
+    check_positive_int,
+    check_probability,
+    check_tensor,
+)
+
+__all__ = [
+    "ABSTAIN",
+    "Smooth",
+    "binomial_pvalue",
+    "certified_radius",
+    "certify",
+    "gaussian_counts",
+    "lower_confidence_bound",
+    "mixture_counts",
+    "mixture_probabilities",
+    "predict",
+    "predict_mixture",
+]
+
+Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+
+ABSTAIN = -1
+"""Class returned when the smoothed classifier abstains."""
+
+# Standard normal values per generated noise block (4 MiB in float32), and the most rows
+# per block. The block size depends only on the shape of one input, never on batch_size.
+_NOISE_BLOCK_ELEMENTS = 1 << 20
+_NOISE_BLOCK_MAX_ROWS = 8192
+# Categorical draws per block in predict_mixture (independent of batch_size and n).
+_DRAW_BLOCK = 1 << 16
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def lower_confidence_bound(successes: ArrayLike, trials: int, alpha: float) -> NDArray[np.float64]:
+    """One-sided ``(1 - alpha)`` Clopper-Pearson lower bound on a binomial proportion.
+
+    ``p_lower = Beta^-1(alpha; k, n - k + 1)`` for ``k`` successes out of ``n`` trials
+    (``0`` when ``k = 0``); ``P[p_lower <= p] >= 1 - alpha`` for ``k ~ Bin(n, p)``. This is
+    ``proportion_confint(k, n, alpha=2 * alpha, method="beta")[0]`` of statsmodels, as
+    used by Cohen et al.
+
+    Shape:
+        successes: any shape, integers in ``[0, trials]``; returns the same shape.
+
+    Example:
+        >>> float(lower_confidence_bound(100, 100, 0.001)) == 0.001 ** (1 / 100)
+        True
+    """
+    k = np.asarray(successes, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bound = beta.ppf(alpha, k, trials - k + 1)
+    return np.where(k > 0, bound, 0.0).astype(np.float64)
+
+
+def binomial_pvalue(n_a: ArrayLike, n_b: ArrayLike) -> NDArray[np.float64]:
+    """Two-sided p-value of ``H0: n_a ~ Bin(n_a + n_b, 1/2)`` (the PREDICT abstention test).
+
+    For ``p = 1/2`` the binomial is symmetric and the exact two-sided test of
+    ``scipy.stats.binomtest`` reduces to ``min(1, 2 * P[X <= min(n_a, n_b)])``; this
+    vectorized form avoids one SciPy call per input.
+
+    Shape:
+        n_a, n_b: broadcastable integer arrays; returns their broadcast shape.
+
+    Example:
+        >>> float(binomial_pvalue(5, 5)), round(float(binomial_pvalue(10, 0)), 6)
+        (1.0, 0.001953)
+    """
+    a = np.asarray(n_a, dtype=np.float64)
+    b = np.asarray(n_b, dtype=np.float64)
+    p = 2.0 * binom.cdf(np.minimum(a, b), a + b, 0.5)
+    return np.minimum(1.0, p).astype(np.float64)
+
+
+def certified_radius(p_lower: ArrayLike, sigma: float) -> NDArray[np.float64]:
+    """Certified L2 radius ``sigma * Phi^-1(p_lower)``, and ``0`` where ``p_lower < 1/2``.
+
+    Cohen et al. 2019, Theorem 1 (with ``p_B = 1 - p_A``).
+
+    Example:
+        >>> [round(float(r), 4) for r in certified_radius([0.4, 0.5, 0.975], 0.5)]
+        [0.0, 0.0, 0.98]
+    """
+    p = np.asarray(p_lower, dtype=np.float64)
+    radius = sigma * norm.ppf(np.clip(p, 0.5, 1.0))
+    return np.where(p >= 0.5, radius, 0.0).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_model(model: object) -> None:
+    if not callable(model):
+        raise InputError(
+            "model", f"must be a torch.nn.Module or callable, got {type(model).__name__}"
+        )
+
+
+def _check_inputs(x: object) -> torch.Tensor:
+    t = check_tensor("x", x, min_ndim=2)
+    if not t.is_floating_point():
+        raise InputError("x", f"must be a floating tensor, got dtype {t.dtype}")
+    return t
+
+
+def _check_sigma(sigma: object) -> float:
+    s = check_nonnegative("sigma", sigma)
+    if s <= 0:
+        raise InputError("sigma", f"must be > 0, got {sigma}")
+    return s
+
+
+def _check_generator(generator: object, device: torch.device) -> torch.Generator | None:
+    if generator is None:
+        return None
+    if not isinstance(generator, torch.Generator):
+        raise InputError("generator", f"must be a torch.Generator, got {type(generator).__name__}")
+    if generator.device.type != device.type:
+        raise InputError(
+            "generator", f"must live on the inputs' device ({device}), got {generator.device}"
+        )
+    return generator
+
+
+def _check_logits(logits: object, rows: int, num_classes: int | None) -> torch.Tensor:
+    if not isinstance(logits, torch.Tensor):
+        raise InputError(
+            "model", f"must return a tensor of logits (N, K), got {type(logits).__name__}"
+        )
+    if logits.ndim != 2 or logits.shape[0] != rows or logits.shape[1] < 1:
+        raise InputError(
+            "model",
+            f"must return logits of shape (N, K) = ({rows}, K) for {rows} inputs, got shape "
+            f"{tuple(logits.shape)}",
+        )
+    if num_classes is not None and logits.shape[1] != num_classes:
+        raise InputError(
+            "model", f"returned {logits.shape[1]} classes, expected num_classes={num_classes}"
+        )
+    return logits
+
+
+def _check_mixture(
+    x: torch.Tensor, shifts: object, probs: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    v = check_tensor("shifts", shifts, min_ndim=1)
+    if tuple(v.shape[1:]) != tuple(x.shape[1:]):
+        raise InputError(
+            "shifts",
+            f"must have shape (k, {', '.join(map(str, x.shape[1:]))}) (one shift per row, each "
+            f"shaped like one input), got {tuple(v.shape)}",
+        )
+    if v.device != x.device:
+        raise InputError("shifts", f"must be on the inputs' device {x.device}, got {v.device}")
+    p = check_tensor("probs", probs, ndim=1)
+    if not p.is_floating_point():
+        raise InputError("probs", f"must be a floating tensor, got dtype {p.dtype}")
+    if p.shape[0] != v.shape[0]:
+        raise InputError(
+            "probs", f"must have {v.shape[0]} entries (one per shift), got {p.shape[0]}"
+        )
+    if p.device != x.device:
+        raise InputError("probs", f"must be on the inputs' device {x.device}, got {p.device}")
+    if bool((p < 0).any()):
+        raise InputError("probs", "must be >= 0")
+    total = float(p.sum())
+    if abs(total - 1.0) > 1e-5:
+        raise InputError("probs", f"must sum to 1, got {total:.6g}")
+    return v, p
+
+
+def _check_common(
+    model: object, x: object, sigma: object, alpha: object, batch_size: object, generator: object
+) -> tuple[torch.Tensor, float, float, int, torch.Generator | None]:
+    _check_model(model)
+    t = _check_inputs(x)
+    s = _check_sigma(sigma)
+    a = check_probability("alpha", alpha)
+    b = check_positive_int("batch_size", batch_size)
+    g = _check_generator(generator, t.device)
+    return t, s, a, b, g
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+@contextmanager
+def _evaluation(model: Model) -> Iterator[None]:
+    """Eval mode and no_grad for the duration; restore every submodule's mode afterwards."""
+    modes = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []
+    if isinstance(model, nn.Module):
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class _NoiseStream:
+    """Standard normal rows in a canonical order, generated block by block.
+
+    Block boundaries depend only on the shape of one row and the total number of rows,
+    so consumers reading any chunk sizes see the same sequence of values.
+    """
+
+    def __init__(
+        self,
+        row_shape: tuple[int, ...],
+        total_rows: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        generator: torch.Generator | None,
+    ) -> None:
+        numel = max(1, math.prod(row_shape))
+        self._block_rows = max(1, min(_NOISE_BLOCK_MAX_ROWS, _NOISE_BLOCK_ELEMENTS // numel))
+        self._row_shape = row_shape
+        self._remaining = total_rows  # rows not yet generated
+        self._dtype = dtype
+        self._device = device
+        self._generator = generator
+        self._block: torch.Tensor | None = None
+        self._pos = 0
+
+    def take(self, rows: int) -> Iterator[torch.Tensor]:
+        """Yield consecutive views of the stream, ``rows`` rows in total."""
+        while rows > 0:
+            if self._block is None or self._pos == self._block.shape[0]:
+                size = min(self._block_rows, self._remaining)
+                if size <= 0:
+                    raise RuntimeError("noise stream exhausted")  # internal invariant
+                self._block = torch.randn(
+                    (size, *self._row_shape),
+                    generator=self._generator,
+                    dtype=self._dtype,
+                    device=self._device,
+                )
+                self._remaining -= size
+                self._pos = 0
+            m = min(rows, self._block.shape[0] - self._pos)
+            yield self._block[self._pos : self._pos + m]
+            self._pos += m
+            rows -= m
+
+
+def _accumulate(
+    counts: torch.Tensor | None,
+    owner: torch.Tensor,
+    preds: torch.Tensor,
+    num_inputs: int,
+    num_classes: int,
+) -> torch.Tensor:
+    """Add 1 to ``counts[owner[r], preds[r]]`` for every row r (allocating counts first).
+
+    ``owner`` is sorted (rows come in input order), so only the touched slice is updated.
+    """
+    if counts is None:
+        counts = torch.zeros((num_inputs, num_classes), dtype=torch.long, device=preds.device)
+    first, last = int(owner[0]), int(owner[-1])
+    key = (owner - first) * num_classes + preds
+    add = torch.bincount(key, minlength=(last - first + 1) * num_classes)
+    counts[first : last + 1] += add.view(-1, num_classes)
+    return counts
+
+
+def _noise_counts(
+    model: Model,
+    x: torch.Tensor,
+    sigma: float,
+    num: int,
+    batch_size: int,
+    stream: _NoiseStream,
+    num_classes: int | None,
+) -> torch.Tensor:
+    """Class counts (N, K) of ``argmax model(x_i + sigma * eps)`` over ``num`` draws each."""
+    n_inputs = x.shape[0]
+    total = n_inputs * num
+    buf = torch.empty((min(batch_size, total), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    counts: torch.Tensor | None = None
+    k = num_classes
+    for start in range(0, total, batch_size):
+        b = min(batch_size, total - start)
+        rows = buf[:b]
+        owner = torch.arange(start, start + b, device=x.device) // num
+        torch.index_select(x, 0, owner, out=rows)
+        r = 0
+        for piece in stream.take(b):
+            rows[r : r + piece.shape[0]].add_(piece, alpha=sigma)
+            r += piece.shape[0]
+        logits = _check_logits(model(rows), b, k)
+        k = logits.shape[1]
+        counts = _accumulate(counts, owner, logits.argmax(dim=1), n_inputs, k)
+    if counts is None:  # pragma: no cover - total >= 1 is validated
+        raise RuntimeError("no samples drawn")
+    return counts
+
+
+def _vote(counts: torch.Tensor, alpha: float) -> torch.Tensor:
+    """PREDICT's decision from class counts (N, K): top class, or -1 if the test fails."""
+    top = counts.argmax(dim=1)
+    n_a = counts.gather(1, top[:, None]).squeeze(1)
+    if counts.shape[1] > 1:
+        rest = counts.scatter(1, top[:, None], -1)
+        n_b = rest.max(dim=1).values.clamp_min(0)
+    else:
+        n_b = torch.zeros_like(n_a)
+    pvalue = binomial_pvalue(n_a.cpu().numpy(), n_b.cpu().numpy())
+    abstain = torch.as_tensor(pvalue > alpha, device=counts.device)
+    return torch.where(abstain, torch.full_like(top, ABSTAIN), top)
+
+
+# --------------------------------------------------------------------------- Gaussian
+
+
+def gaussian_counts(
+    model: Model,
+    x: torch.Tensor,
+    sigma: float,
+    n: int,
+    batch_size: int = 1000,
+    generator: torch.Generator | None = None,
+    *,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Class counts of the base classifier under isotropic Gaussian noise.
+
+    ``counts[i, c] = #{ t <= n : argmax_k model(x_i + sigma * eps_t)_k = c }`` with
+    ``eps_t ~ N(0, I)`` i.i.d. (Cohen et al.'s ``_sample_noise``), no clipping.
+
+    Args:
+        model: base classifier returning logits (B, K) for inputs (B, ...).
+        x: inputs (N, ...), floating.
+        sigma: noise standard deviation, > 0.
+        n: noise samples per input, >= 1.
+        batch_size: rows per forward pass (memory is O(batch_size), independent of n).
+        generator: source of the noise, on ``x``'s device (None: torch's default).
+        num_classes: if given, the model must return exactly this many logits.
+
+    Returns:
+        counts (N, K), ``torch.long``, on ``x``'s device; each row sums to ``n``.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> gaussian_counts(lin, torch.zeros(3, 2), 0.5, 100, generator=g).sum(dim=1)
+        tensor([100, 100, 100])
+    """
+    x_t, s, _, b, g = _check_common(model, x, sigma, 0.5, batch_size, generator)
+    num = check_positive_int("n", n)
+    stream = _NoiseStream(tuple(x_t.shape[1:]), x_t.shape[0] * num, x_t.dtype, x_t.device, g)
+    with _evaluation(model):
+        return _noise_counts(model, x_t, s, num, b, stream, num_classes)
+
+
+def predict(
+    model: Model,
+    x: torch.Tensor,
+    sigma: float,
+    n: int = 100_000,
+    alpha: float = 0.001,
+    batch_size: int = 1000,
+    generator: torch.Generator | None = None,
+    *,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Monte-Carlo prediction of the Gaussian-smoothed classifier (Cohen et al.'s PREDICT).
+
+    Counts classes over ``n`` noisy copies ``x_i + N(0, sigma^2 I)``; with the two largest
+    counts ``n_A >= n_B`` it returns the top class ``c_A`` if the two-sided binomial test
+    ``n_A ~ Bin(n_A + n_B, 1/2)`` rejects at level ``alpha`` (p-value ``<= alpha``), and
+    ``-1`` (abstain) otherwise. A returned class differs from the smoothed classifier's
+    ``G(x)`` with probability at most ``alpha``. Inputs are not clipped.
+
+    Args:
+        model: base classifier returning logits (B, K) for inputs (B, ...).
+        x: inputs (N, C, H, W) or (N, d), floating, finite.
+        sigma: noise standard deviation, > 0.
+        n: noise samples per input, >= 1.
+        alpha: test level in (0, 1).
+        batch_size: rows per forward pass; noise and inputs share batches.
+        generator: source of the noise, on ``x``'s device (None: torch's default).
+        num_classes: if given, the model must return exactly this many logits.
+
+    Returns:
+        classes (N,), ``torch.long`` on ``x``'s device, ``-1`` where it abstains.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = lin.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+        ...     _ = lin.bias.zero_()
+        >>> x = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 0.0]])
+        >>> predict(lin, x, sigma=1.0, n=1000, generator=torch.Generator().manual_seed(0))
+        tensor([ 1,  0, -1])
+    """
+    x_t, s, a, b, g = _check_common(model, x, sigma, alpha, batch_size, generator)
+    num = check_positive_int("n", n)
+    stream = _NoiseStream(tuple(x_t.shape[1:]), x_t.shape[0] * num, x_t.dtype, x_t.device, g)
+    with _evaluation(model):
+        counts = _noise_counts(model, x_t, s, num, b, stream, num_classes)
+    return _vote(counts, a)
+
+
+def certify(
+    model: Model,
+    x: torch.Tensor,
+    sigma: float,
+    n0: int = 100,
+    n: int = 100_000,
+    alpha: float = 0.001,
+    batch_size: int = 1000,
+    generator: torch.Generator | None = None,
+    *,
+    num_classes: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Certify the Gaussian-smoothed classifier (Cohen et al.'s CERTIFY), batched.
+
+    For each input: ``c_A = argmax counts0`` over ``n0`` selection samples; ``n_A`` = count
+    of ``c_A`` over ``n`` fresh estimation samples; ``p_lower = Beta^-1(alpha; n_A,
+    n - n_A + 1)`` (one-sided Clopper-Pearson). If ``p_lower < 1/2`` abstain (class ``-1``,
+    radius 0), else return ``c_A`` and radius ``sigma * Phi^-1(p_lower)``. With probability
+    at least ``1 - alpha`` (per input) a returned class is ``G(x)`` and ``G`` is constant on
+    the L2 ball of that radius. Inputs are not clipped.
+
+    Args:
+        model: base classifier returning logits (B, K) for inputs (B, ...).
+        x: inputs (N, C, H, W) or (N, d), floating, finite.
+        sigma: noise standard deviation, > 0.
+        n0: selection samples per input, >= 1.
+        n: estimation samples per input, >= 1.
+        alpha: failure probability in (0, 1).
+        batch_size: rows per forward pass (memory independent of ``n``).
+        generator: source of the noise, on ``x``'s device (None: torch's default).
+        num_classes: if given, the model must return exactly this many logits.
+
+    Returns:
+        (classes, radii): classes (N,) ``torch.long`` with ``-1`` = abstain; radii (N,)
+        floating (``x``'s dtype, at least float32) with 0 where abstaining; both on ``x``'s
+        device.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = lin.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 0.0]]))
+        ...     _ = lin.bias.zero_()
+        >>> x = torch.tensor([[0.5, 0.0], [0.0, 0.0]])  # distances 0.5 and 0 to the boundary
+        >>> cls, rad = certify(lin, x, 0.5, 100, 10_000, 0.001,
+        ...                    generator=torch.Generator().manual_seed(0))
+        >>> cls.tolist(), [round(r, 1) for r in rad.tolist()]
+        ([1, -1], [0.5, 0.0])
+    """
+    x_t, s, a, b, g = _check_common(model, x, sigma, alpha, batch_size, generator)
+    num0 = check_positive_int("n0", n0)
+    num = check_positive_int("n", n)
+    stream = _NoiseStream(
+        tuple(x_t.shape[1:]), x_t.shape[0] * (num0 + num), x_t.dtype, x_t.device, g
+    )
+    with _evaluation(model):
+        counts0 = _noise_counts(model, x_t, s, num0, b, stream, num_classes)
+        counts = _noise_counts(model, x_t, s, num, b, stream, counts0.shape[1])
+    guess = counts0.argmax(dim=1)
+    n_a = counts.gather(1, guess[:, None]).squeeze(1)
+    p_lower = lower_confidence_bound(n_a.cpu().numpy(), num, a)
+    abstain_np = p_lower < 0.5
+    out_dtype = x_t.dtype if x_t.dtype in (torch.float32, torch.float64) else torch.float32
+    radii = torch.as_tensor(certified_radius(p_lower, s), dtype=out_dtype, device=x_t.device)
+    abstain = torch.as_tensor(abstain_np, device=x_t.device)
+    classes = torch.where(abstain, torch.full_like(guess, ABSTAIN), guess)
+    return classes, radii
+
+
+# --------------------------------------------------------------------------- mixtures
+
+
+def _shift_predictions(
+    model: Model,
+    x: torch.Tensor,
+    shifts: torch.Tensor,
+    owner: torch.Tensor,
+    which: torch.Tensor,
+    batch_size: int,
+    num_classes: int | None,
+) -> tuple[torch.Tensor, int]:
+    """``argmax model(x[owner[r]] + shifts[which[r]])`` for every pair r, batched."""
+    preds = torch.empty(owner.shape[0], dtype=torch.long, device=x.device)
+    k = num_classes
+    for start in range(0, owner.shape[0], batch_size):
+        i = owner[start : start + batch_size]
+        j = which[start : start + batch_size]
+        rows = x.index_select(0, i).add_(shifts.index_select(0, j).to(x.dtype))
+        logits = _check_logits(model(rows), rows.shape[0], k)
+        k = logits.shape[1]
+        preds[start : start + rows.shape[0]] = logits.argmax(dim=1)
+    if k is None:  # pragma: no cover - at least one pair exists
+        raise RuntimeError("no rows evaluated")
+    return preds, k
+
+
+def _shift_draw_counts(
+    probs: torch.Tensor, n_inputs: int, n: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """(N, k) multinomial counts: for each input, ``n`` i.i.d. draws of a shift index."""
+    k = probs.shape[0]
+    counts = torch.zeros((n_inputs, k), dtype=torch.long, device=probs.device)
+    weights = probs.to(torch.float64) if probs.device.type == "cpu" else probs
+    total = n_inputs * n
+    for start in range(0, total, _DRAW_BLOCK):
+        b = min(_DRAW_BLOCK, total - start)
+        draws = torch.multinomial(weights, b, replacement=True, generator=generator)
+        owner = torch.arange(start, start + b, device=probs.device) // n
+        key = (owner - int(owner[0])) * k + draws
+        add = torch.bincount(key, minlength=(int(owner[-1]) - int(owner[0]) + 1) * k)
+        counts[int(owner[0]) : int(owner[-1]) + 1] += add.view(-1, k)
+    return counts
+
+
+def mixture_probabilities(
+    model: Model,
+    x: torch.Tensor,
+    shifts: torch.Tensor,
+    probs: torch.Tensor,
+    batch_size: int = 1000,
+    *,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Exact class probabilities of a model smoothed by a finite distribution of shifts.
+
+    ``P[i, c] = sum_j p_j 1[argmax model(x_i + v_j) = c]`` -- the S1 mixed defense
+    ``mu = sum_j p_j delta_{v_j}`` evaluated by one forward pass per (input, shift) pair.
+    No clipping of ``x + v``.
+
+    Shape:
+        x: (N, ...); shifts: (k, ...) shaped like one input; probs: (k,), >= 0, sum 1.
+        Returns (N, K) in ``probs``' dtype; each row sums to 1.
+
+    Example:
+        >>> lin = nn.Linear(1, 2)
+        >>> with torch.no_grad():
+        ...     _ = lin.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        ...     _ = lin.bias.zero_()
+        >>> v = torch.tensor([[-1.0], [1.0], [2.0]])
+        >>> p = torch.tensor([0.5, 0.25, 0.25])
+        >>> mixture_probabilities(lin, torch.tensor([[0.5]]), v, p)
+        tensor([[0.5000, 0.5000]])
+    """
+    _check_model(model)
+    x_t = _check_inputs(x)
+    v, p = _check_mixture(x_t, shifts, probs)
+    b = check_positive_int("batch_size", batch_size)
+    n_inputs, k = x_t.shape[0], v.shape[0]
+    owner = torch.arange(n_inputs, device=x_t.device).repeat_interleave(k)
+    which = torch.arange(k, device=x_t.device).repeat(n_inputs)
+    with _evaluation(model):
+        preds, n_classes = _shift_predictions(model, x_t, v, owner, which, b, num_classes)
+    out = torch.zeros((n_inputs, n_classes), dtype=p.dtype, device=x_t.device)
+    out.index_put_((owner, preds), p[which], accumulate=True)
+    return out
+
+
+def mixture_counts(
+    model: Model,
+    x: torch.Tensor,
+    shifts: torch.Tensor,
+    probs: torch.Tensor,
+    n: int,
+    batch_size: int = 1000,
+    generator: torch.Generator | None = None,
+    *,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Class counts over ``n`` i.i.d. shifts ``v ~ p`` per input (the Monte-Carlo vote).
+
+    ``counts[i, c] = #{ t <= n : argmax model(x_i + v_{J_t}) = c }``, ``J_t ~ p`` i.i.d.
+    Equivalent in distribution to ``n`` forward passes per input, but computed as
+    ``sum_j M_ij 1[f(x_i + v_j) = c]`` with ``M_i ~ Multinomial(n, p)``: only the pairs
+    ``(i, j)`` drawn at least once are evaluated (at most ``min(n, k)`` per input). Draws
+    come in fixed blocks from ``generator`` (on ``x``'s device), so memory is independent
+    of ``n`` and results do not depend on ``batch_size``.
+
+    Shape:
+        x: (N, ...); shifts: (k, ...); probs: (k,). Returns (N, K) ``torch.long``.
+
+    Example:
+        >>> lin = nn.Linear(1, 2)
+        >>> v, p = torch.tensor([[-1.0], [1.0]]), torch.tensor([0.5, 0.5])
+        >>> g = torch.Generator().manual_seed(0)
+        >>> mixture_counts(lin, torch.zeros(4, 1), v, p, 50, generator=g).sum(dim=1)
+        tensor([50, 50, 50, 50])
+    """
+    _check_model(model)
+    x_t = _check_inputs(x)
+    v, p = _check_mixture(x_t, shifts, probs)
+    num = check_positive_int("n", n)
+    b = check_positive_int("batch_size", batch_size)
+    g = _check_generator(generator, x_t.device)
+    draws = _shift_draw_counts(p, x_t.shape[0], num, g)  # (N, k)
+    owner, which = draws.nonzero(as_tuple=True)  # input-major order
+    with _evaluation(model):
+        preds, n_classes = _shift_predictions(model, x_t, v, owner, which, b, num_classes)
+    counts = torch.zeros((x_t.shape[0], n_classes), dtype=torch.long, device=x_t.device)
+    counts.index_put_((owner, preds), draws[owner, which], accumulate=True)
+    return counts
+
+
+def predict_mixture(
+    model: Model,
+    x: torch.Tensor,
+    shifts: torch.Tensor,
+    probs: torch.Tensor,
+    n: int = 10_000,
+    alpha: float = 0.001,
+    batch_size: int = 1000,
+    generator: torch.Generator | None = None,
+    *,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Majority vote of ``model(x + v)``, ``v ~ sum_j p_j delta_{v_j}``, with abstention.
+
+    The S1 mixed defense as deployed: :func:`mixture_counts` over ``n`` draws, then the
+    PREDICT decision of Cohen et al. (top class unless the two-sided binomial test of the
+    two largest counts has p-value ``> alpha``, then ``-1``). For the exact smoothed
+    probabilities use :func:`mixture_probabilities`. No clipping of ``x + v``.
+
+    Shape:
+        x: (N, ...); shifts: (k, ...); probs: (k,). Returns classes (N,) ``torch.long``.
+
+    Example:
+        >>> lin = nn.Linear(1, 2)
+        >>> with torch.no_grad():
+        ...     _ = lin.weight.copy_(torch.tensor([[0.0], [1.0]]))
+        ...     _ = lin.bias.zero_()
+        >>> v, p = torch.tensor([[-1.0], [1.0]]), torch.tensor([0.1, 0.9])
+        >>> g = torch.Generator().manual_seed(0)
+        >>> predict_mixture(lin, torch.tensor([[0.5], [5.0]]), v, p, 1000, generator=g)
+        tensor([1, 1])
+    """
+    a = check_probability("alpha", alpha)
+    counts = mixture_counts(
+        model, x, shifts, probs, n, batch_size, generator, num_classes=num_classes
+    )
+    return _vote(counts, a)
+
+
+# --------------------------------------------------------------------------- object
+
+
+@dataclass(frozen=True, eq=False)
+class Smooth:
+    """A Gaussian-smoothed classifier: thin object over :func:`predict` and :func:`certify`.
+
+    Args:
+        model: base classifier returning logits (B, K).
+        sigma: noise standard deviation, > 0.
+        num_classes: if given, the model must return exactly this many logits.
+
+    Example:
+        >>> smooth = Smooth(nn.Linear(4, 3), sigma=0.25, num_classes=3)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> cls, rad = smooth.certify(torch.zeros(2, 4), n0=10, n=100, generator=g)
+        >>> cls.shape, rad.shape
+        (torch.Size([2]), torch.Size([2]))
+    """
+
+    model: Model
+    sigma: float
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_model(self.model)
+        _check_sigma(self.sigma)
+        if self.num_classes is not None:
+            check_positive_int("num_classes", self.num_classes)
+
+    def predict(
+        self,
+        x: torch.Tensor,
+        n: int = 100_000,
+        alpha: float = 0.001,
+        batch_size: int = 1000,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Classes (N,) of the smoothed classifier, -1 = abstain (see :func:`predict`)."""
+        return predict(
+            self.model, x, self.sigma, n, alpha, batch_size, generator,
+            num_classes=self.num_classes,
+        )
+
+    def certify(
+        self,
+        x: torch.Tensor,
+        n0: int = 100,
+        n: int = 100_000,
+        alpha: float = 0.001,
+        batch_size: int = 1000,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(classes, radii), each (N,), -1 / 0 where abstaining (see :func:`certify`)."""
+        return certify(
+            self.model, x, self.sigma, n0, n, alpha, batch_size, generator,
+            num_classes=self.num_classes,
+        )
