@@ -1,0 +1,218 @@
+"""Gradient attacks as one iterative loop: FGM / FGSM and PGD in L2 and L-inf.
+
+The loop (Madry et al. 2018; Foolbox 3's ``gradient_descent_base``):
+
+    delta_0 = random point of the eps-ball (or 0)
+    for t in 1..steps:
+        g      = grad_x loss(model(x + delta), y)
+        delta  = project_eps(delta + step_size * steepest(g))      # threat.project
+        delta  = clip(x + delta, 0, 1) - x                         # stay in the box
+
+``steepest`` is ``sign(g)`` for L-inf and ``g / ||g||_2`` for L2 (``threat.steepest_direction``).
+FGM is the loop with one step of size eps from delta_0 = 0; FGSM is FGM in L-inf.
+For a linear binary classifier g(x) = w.x + b and cross-entropy on logits (0, g), FGM
+moves x by -eps * y * w / ||w||_2 (L2) or -eps * y * sign(w) (L-inf), y in {-1, +1},
+lowering the margin y g(x) by eps ||w||_{p*} (before box clipping).
+
+The model is passed at call time and kept in eval mode during the attack; its mode is
+restored afterwards. Only input gradients are computed (no parameter .grad is touched).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from advgame.errors import InputError
+from advgame.threat import Norm, clip_box, parse_norm, project, random_in_ball, steepest_direction
+from advgame.validate import check_images, check_labels, check_nonnegative, check_positive_int
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Outcome of an attack on a batch.
+
+    Attributes:
+        x_adv: (N, ...) adversarial inputs, in [0, 1] and in the eps-ball around x.
+        success: (N,) bool, the model misclassifies x_adv (per-example success flag).
+        loss: (N,) loss of the model at x_adv.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    loss: torch.Tensor
+
+
+def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
+    n = y.shape[0]
+    if logits.ndim != 2 or logits.shape[0] != n or logits.shape[1] < 2:
+        raise InputError(
+            "model", f"must return logits of shape (N={n}, K>=2), returned {tuple(logits.shape)}"
+        )
+    if int(y.max()) >= logits.shape[1]:
+        raise InputError(
+            "y", f"labels must be in [0, {logits.shape[1] - 1}] for a model with "
+            f"{logits.shape[1]} outputs, got {int(y.max())}"
+        )
+
+
+def attack_loop(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float,
+    norm: Norm | str | float,
+    steps: int,
+    step_size: float,
+    random_start: bool = False,
+    generator: torch.Generator | None = None,
+    keep_best: bool = False,
+    loss_fn: Loss | None = None,
+    validate: bool = True,
+) -> torch.Tensor:
+    """The one gradient attack loop; returns x_adv (N, ...) on x's device.
+
+    Args:
+        model: classifier returning logits (N, K).
+        x: (N, ...) inputs in [0, 1]. y: (N,) labels in [0, K).
+        eps: radius of the threat ball (>= 0). norm: 2 or inf.
+        steps: number of gradient steps (>= 1). step_size: step length in the norm.
+        random_start: start from a uniform point of the ball (needs ``generator`` for
+            reproducibility; a default generator is used otherwise).
+        generator: ``torch.Generator`` on x's device for the random start.
+        keep_best: return, per example, the iterate with the highest loss (costs one
+            extra forward pass) instead of the last one.
+        loss_fn: per-example loss ``loss_fn(logits, y) -> (N,)`` to maximize; default
+            cross-entropy.
+        validate: check the inputs (disable in inner loops on already checked data).
+    """
+    p = parse_norm(norm)
+    if validate:
+        check_images("x", x)
+        eps = check_nonnegative("eps", eps)
+        check_positive_int("steps", steps)
+        step_size = check_nonnegative("step_size", step_size)
+        check_labels("y", y, x.shape[0])
+    lossf = loss_fn or _per_example_ce
+    was_training = model.training
+    model.eval()
+    try:
+        x = x.detach()
+        if random_start and eps > 0:
+            delta = random_in_ball(x.shape, eps, p, generator=generator, device=x.device,
+                                   dtype=x.dtype)
+            delta = clip_box(x + delta) - x
+        else:
+            delta = torch.zeros_like(x)
+        best = x.clone() if keep_best else None
+        best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device) if keep_best else None
+        for step in range(steps):
+            xa = (x + delta).requires_grad_(True)
+            logits = model(xa)
+            if validate and step == 0:
+                _check_logits(logits, y)
+            losses = lossf(logits, y)
+            (grad,) = torch.autograd.grad(losses.sum(), xa)
+            if keep_best:
+                assert best is not None and best_loss is not None
+                better = losses.detach() > best_loss
+                best[better] = xa.detach()[better]
+                best_loss = torch.where(better, losses.detach(), best_loss)
+            delta = project(delta + step_size * steepest_direction(grad, p), eps, p)
+            delta = clip_box(x + delta) - x
+        x_adv = (x + delta).detach()
+        if keep_best:
+            assert best is not None and best_loss is not None
+            with torch.no_grad():
+                last = lossf(model(x_adv), y)
+            better = last > best_loss
+            best[better] = x_adv[better]
+            x_adv = best
+    finally:
+        model.train(was_training)
+    return x_adv
+
+
+def fgm(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm | str | float = "inf"
+) -> torch.Tensor:
+    """Fast Gradient Method: one step of length eps along the steepest ascent direction.
+
+    x_adv = clip(x + eps * steepest_p(grad_x CE(model(x), y)), 0, 1); for L-inf this is
+    FGSM (Goodfellow et al. 2015), for L2 the normalized-gradient FGM.
+
+    Shape: x (N, ...) in [0, 1], y (N,) -> x_adv (N, ...), same device and dtype.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> x = torch.rand(3, 1, 2, 2); y = torch.tensor([0, 1, 1])
+        >>> bool(((fgm(model, x, y, 0.1, "inf") - x).abs() <= 0.1 + 1e-7).all())
+        True
+    """
+    return attack_loop(model, x, y, eps=eps, norm=norm, steps=1, step_size=eps)
+
+
+def pgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: Norm | str | float = "inf",
+    steps: int = 10,
+    step_size: float | None = None,
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+    keep_best: bool = False,
+) -> torch.Tensor:
+    """Projected Gradient Descent (Madry et al. 2018) on the cross-entropy loss.
+
+    ``steps`` steps of ``step_size`` (default 2.5 * eps / steps, Madry's rule), projected
+    on the Lp eps-ball and the box [0, 1], from a uniform random start when
+    ``random_start``. Returns the last iterate (or the highest-loss one, ``keep_best``).
+
+    Shape: x (N, ...) in [0, 1], y (N,) -> x_adv (N, ...), same device and dtype.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+        >>> x = torch.rand(3, 1, 2, 2); y = torch.tensor([0, 1, 1])
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x_adv = pgd(model, x, y, 0.5, 2, steps=5, generator=g)
+        >>> bool(((x_adv - x).flatten(1).norm(dim=1) <= 0.5 + 1e-6).all())
+        True
+    """
+    eps = check_nonnegative("eps", eps)
+    check_positive_int("steps", steps)
+    size = 2.5 * eps / steps if step_size is None else step_size
+    return attack_loop(
+        model, x, y, eps=eps, norm=norm, steps=steps, step_size=size,
+        random_start=random_start, generator=generator, keep_best=keep_best,
+    )
+
+
+@torch.no_grad()
+def evaluate_attack(
+    model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, batch_size: int = 2048
+) -> AttackResult:
+    """Per-example success flags and losses of ``model`` on adversarial inputs."""
+    was_training = model.training
+    model.eval()
+    try:
+        losses, success = [], []
+        for i in range(0, x_adv.shape[0], batch_size):
+            logits = model(x_adv[i:i + batch_size])
+            losses.append(_per_example_ce(logits, y[i:i + batch_size]))
+            success.append(logits.argmax(1) != y[i:i + batch_size])
+    finally:
+        model.train(was_training)
+    return AttackResult(x_adv, torch.cat(success), torch.cat(losses))

@@ -1,0 +1,310 @@
+"""``advgame train`` and ``advgame attack``: train a classifier; clean and robust accuracy.
+
+Configs are frozen keyword-only dataclasses; TOML files and CLI flags map onto their
+fields (``common.load_config``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advgame.attacks import evaluate_attack, fgm, pgd
+from advgame.data import DATASETS, Dataset, load_dataset
+from advgame.errors import InputError
+from advgame.experiments.common import (
+    Progress,
+    UnitStore,
+    atomic_write_json,
+    no_progress,
+    now_iso,
+    seed_generators,
+    versions,
+)
+from advgame.models import (
+    TrainConfig,
+    accuracy,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
+from advgame.threat import parse_norm
+from advgame.validate import check_nonnegative, check_positive_int
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Which data: a named dataset, an optional class subset, a directory for file formats."""
+
+    dataset: str = "mnist-5k"
+    classes: tuple[int, ...] | None = None
+    data_dir: str | None = None
+    test_fraction: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise InputError("dataset", f"unknown dataset {self.dataset!r}; choose from "
+                             f"{', '.join(DATASETS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError("seed", f"must be an integer >= 0, got {self.seed!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig(DataConfig):
+    """Which classifier, and how to train it when none is given."""
+
+    arch: str = "mlp"
+    hidden: tuple[int, ...] = (256, 256)
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_int("epochs", self.epochs, minimum=0)
+        check_positive_int("batch_size", self.batch_size)
+        if check_nonnegative("lr", self.lr) == 0:
+            raise InputError("lr", "must be > 0")
+
+    def arch_kwargs(self) -> dict[str, Any]:
+        return {"hidden": self.hidden} if self.arch == "mlp" else {}
+
+
+def load_data(cfg: DataConfig) -> Dataset:
+    """The dataset of a config (classes selected, seeded split)."""
+    return load_dataset(
+        cfg.dataset, data_dir=cfg.data_dir, classes=cfg.classes,
+        test_fraction=cfg.test_fraction, seed=cfg.seed,
+    )
+
+
+def train_model(
+    cfg: ModelConfig, ds: Dataset, device: torch.device, progress: Progress = no_progress,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train the configured architecture on ``ds``; returns the model and a summary."""
+    gen, _ = seed_generators(cfg.seed, device)
+    torch.manual_seed(cfg.seed)  # parameter init of torch.nn layers uses the global RNG
+    model = build_model(cfg.arch, ds.input_shape, ds.num_classes, **cfg.arch_kwargs()).to(device)
+    bar = progress(range(cfg.epochs), "train", cfg.epochs)
+    it = iter(bar)
+
+    def tick(_epoch: int, _loss: float) -> None:
+        next(it, None)
+
+    t0 = time.perf_counter()
+    hist = train(
+        model, ds.x_train.to(device), ds.y_train.to(device),
+        TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr),
+        generator=gen, progress=tick,
+    )
+    for _ in it:
+        pass
+    summary = {
+        "train_accuracy": accuracy(model, ds.x_train.to(device), ds.y_train.to(device)),
+        "test_accuracy": accuracy(model, ds.x_test.to(device), ds.y_test.to(device)),
+        "loss_curve": hist.loss, "train_s": time.perf_counter() - t0,
+    }
+    return model, summary
+
+
+def obtain_model(
+    cfg: ModelConfig, ds: Dataset, out: Path, device: torch.device,
+    model_path: str | None = None, progress: Progress = no_progress,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load ``model_path``, or the run's own ``out/model.pt``, or train and save it there."""
+    if model_path is not None:
+        model, ck = load_checkpoint(model_path, map_location=device)
+        if tuple(ck["input_shape"]) != ds.input_shape or ck["num_classes"] != ds.num_classes:
+            raise InputError(
+                "model", f"checkpoint expects inputs {tuple(ck['input_shape'])} with "
+                f"{ck['num_classes']} classes, data has {ds.input_shape} with {ds.num_classes}"
+            )
+        return model, {"source": str(model_path), **ck.get("meta", {})}
+    own = out / "model.pt"
+    if own.is_file():
+        model, ck = load_checkpoint(own, map_location=device)
+        if ck.get("meta", {}).get("config") == _jsonable_cfg(cfg):
+            return model, {"source": "resumed", **ck["meta"]}
+    model, summary = train_model(cfg, ds, device, progress)
+    meta = {"config": _jsonable_cfg(cfg), **{k: v for k, v in summary.items()
+                                            if k != "loss_curve"}}
+    save_checkpoint(own, model, arch=cfg.arch, input_shape=ds.input_shape,
+                    num_classes=ds.num_classes, kwargs=cfg.arch_kwargs(), meta=meta)
+    return model, {"source": "trained", **summary}
+
+
+def _jsonable_cfg(cfg: Any) -> dict[str, Any]:
+    d = asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def base_results(command: str, cfg: Any, seed: int) -> dict[str, Any]:
+    """The common head of every results.json (see docs/results-schema.md)."""
+    import advgame
+
+    return {
+        "command": command, "advgame_version": advgame.__version__, "created": now_iso(),
+        "seed": seed, "config": _jsonable_cfg(cfg), "versions": versions(), "timings": {},
+        "summary": [], "tables": [], "figures": [], "data": {},
+    }
+
+
+def finish(out: Path, results: dict[str, Any], t0: float) -> Path:
+    """Write results.json atomically and render the HTML report next to it."""
+    results["timings"]["total_s"] = time.perf_counter() - t0
+    path = atomic_write_json(out / "results.json", results)
+    try:
+        from advgame.report import render_html
+    except ImportError:  # report module not available
+        return path
+    render_html(out)
+    return path
+
+
+# --------------------------------------------------------------------------- train
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainRunConfig(ModelConfig):
+    """``advgame train``: train a classifier and save ``OUT/model.pt``."""
+
+
+def run_train(
+    cfg: TrainRunConfig, out: Path, device: torch.device, progress: Progress = no_progress
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_data(cfg)
+    model, summary = obtain_model(cfg, ds, out, device, progress=progress)
+    res = base_results("train", cfg, cfg.seed)
+    res["timings"]["train_s"] = summary.get("train_s")
+    res["tables"].append({
+        "name": "accuracy", "title": f"Classifier on {ds.name} classes {list(ds.classes)}",
+        "caption": f"{cfg.arch} trained {cfg.epochs} epochs; accuracy as a fraction; "
+                   f"{ds.x_train.shape[0]} train / {ds.x_test.shape[0]} test images.",
+        "columns": ["split", "accuracy"],
+        "rows": [["train", summary["train_accuracy"]], ["test", summary["test_accuracy"]]],
+    })
+    res["data"] = {"model": str(out / "model.pt"), **summary}
+    finish(out, res, t0)
+    return res
+
+
+# --------------------------------------------------------------------------- attack
+
+ATTACKS = ("fgm", "pgd")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackRunConfig(ModelConfig):
+    """``advgame attack``: clean and robust accuracy of a model under FGM/PGD at each eps."""
+
+    model: str | None = None
+    attacks: tuple[str, ...] = ATTACKS
+    norm: str = "inf"
+    eps: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3)
+    pgd_steps: int = 20
+    pgd_restarts: int = 1
+    n_test: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [a for a in self.attacks if a not in ATTACKS]
+        if bad or not self.attacks:
+            raise InputError("attack", f"unknown attack(s) {bad}; choose from {list(ATTACKS)}")
+        parse_norm(self.norm)
+        if not self.eps:
+            raise InputError("eps", "give at least one value")
+        for e in self.eps:
+            check_nonnegative("eps", e)
+        check_positive_int("pgd_steps", self.pgd_steps)
+        check_positive_int("pgd_restarts", self.pgd_restarts)
+        if self.n_test is not None:
+            check_positive_int("n_test", self.n_test)
+
+
+def robust_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps: float, norm: str,
+    pgd_steps: int = 20, restarts: int = 1, generator: torch.Generator | None = None,
+    batch_size: int = 500,
+) -> torch.Tensor:
+    """Per-example robustness flags (N,) bool: correct under the attack (worst of restarts)."""
+    robust = []
+    for i in range(0, x.shape[0], batch_size):
+        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        ok = torch.ones(xb.shape[0], dtype=torch.bool, device=x.device)
+        for r in range(restarts if attack == "pgd" else 1):
+            if attack == "fgm":
+                xa = fgm(model, xb, yb, eps, norm)
+            else:
+                xa = pgd(model, xb, yb, eps, norm, steps=pgd_steps,
+                         random_start=r > 0 or restarts == 1, generator=generator)
+            ok &= ~evaluate_attack(model, xa, yb).success
+        robust.append(ok)
+    return torch.cat(robust)
+
+
+def run_attack(
+    cfg: AttackRunConfig, out: Path, device: torch.device, progress: Progress = no_progress
+) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_data(cfg)
+    model, info = obtain_model(cfg, ds, out, device, cfg.model, progress)
+    _, gdev = seed_generators(cfg.seed, device)
+    x, y = ds.x_test.to(device), ds.y_test.to(device)
+    if cfg.n_test is not None:
+        x, y = x[:cfg.n_test], y[:cfg.n_test]
+    store = UnitStore(out)
+    clean = accuracy(model, x, y)
+    norm = parse_norm(cfg.norm)
+    acc: dict[str, list[float]] = {a: [] for a in cfg.attacks}
+    jobs = [(a, e) for a in cfg.attacks for e in cfg.eps]
+    for a, e in progress(jobs, "attack", len(jobs)):
+        def compute(a: str = a, e: float = e) -> float:
+            return float(robust_accuracy(
+                model, x, y, attack=a, eps=e, norm=norm, pgd_steps=cfg.pgd_steps,
+                restarts=cfg.pgd_restarts, generator=gdev,
+            ).float().mean())
+        acc[a].append(float(store.get_or_compute(f"attack-{a}-{norm}-{e}", compute)))
+    res = base_results("attack", cfg, cfg.seed)
+    res["tables"].append({
+        "name": "robust_accuracy",
+        "title": f"Robust accuracy under L{norm} attacks on {ds.name} {list(ds.classes)}",
+        "caption": f"Accuracy (fraction of {x.shape[0]} test images) under each attack at "
+                   f"each eps (L{norm}, inputs in [0,1]); PGD: {cfg.pgd_steps} steps, "
+                   f"{cfg.pgd_restarts} restart(s). Clean accuracy {clean:.4f}.",
+        "columns": ["attack", "clean"] + [f"eps={e:g}" for e in cfg.eps],
+        "rows": [[a.upper(), clean] + acc[a] for a in cfg.attacks],
+    })
+    res["data"] = {"clean_accuracy": clean, "eps": list(cfg.eps), "robust_accuracy": acc,
+                   "model": info.get("source"), "n_test": int(x.shape[0])}
+    res["summary"].append(
+        f"Clean accuracy {clean:.3f}; at eps={cfg.eps[-1]:g} "
+        + ", ".join(f"{a.upper()} leaves {acc[a][-1]:.3f}" for a in cfg.attacks) + "."
+    )
+    _plot_attack(out, res, cfg, acc)
+    finish(out, res, t0)
+    return res
+
+
+def _plot_attack(out: Path, res: dict[str, Any], cfg: AttackRunConfig,
+                 acc: dict[str, list[float]]) -> None:
+    try:
+        from advgame import plots
+    except ImportError:
+        return
+    plots.accuracy_vs_eps(
+        out / "robust_accuracy.png", list(cfg.eps), {a.upper(): acc[a] for a in cfg.attacks},
+        title="Robust accuracy vs eps", xlabel=f"eps (L{parse_norm(cfg.norm)})",
+        ylabel="accuracy",
+    )
+    res["figures"].append({"name": "robust_accuracy", "file": "robust_accuracy.png",
+                           "caption": "Test accuracy under each attack as eps grows."})

@@ -1,0 +1,122 @@
+"""Supervised training and evaluation of classifiers (clean or with an input transform).
+
+``train`` runs mini-batch SGD/Adam on cross-entropy; an optional ``perturb(model, x, y)``
+callback maps each batch to the inputs actually trained on (adversarial training), so that
+attack code stays in ``advgame.attacks`` and training stays here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from advgame.validate import check_labels, check_positive_int, check_tensor
+
+Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Training hyper-parameters.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: mini-batch size.
+        lr: Adam learning rate.
+        weight_decay: L2 penalty.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch mean training loss and accuracy."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+
+
+def train(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    *,
+    generator: torch.Generator,
+    perturb: Perturb | None = None,
+    keep_clean: bool = False,
+    progress: Callable[[int, float], None] | None = None,
+) -> TrainHistory:
+    """Train ``model`` in place on (x, y) with Adam and cross-entropy.
+
+    Args:
+        model: classifier (N, ...) -> (N, K) logits.
+        x: (N, ...) inputs. y: (N,) labels in [0, K).
+        config: :class:`TrainConfig`.
+        generator: shuffles the batches (CPU generator).
+        perturb: optional map of a batch to the inputs trained on (e.g. FGSM examples).
+        keep_clean: with ``perturb``, train on the clean and perturbed batch together.
+        progress: called as ``progress(epoch, mean_loss)`` after each epoch.
+
+    Returns:
+        :class:`TrainHistory`.
+    """
+    check_tensor("x", x, min_ndim=2)
+    check_labels("y", y, x.shape[0])
+    check_positive_int("epochs", config.epochs, minimum=0)
+    check_positive_int("batch_size", config.batch_size)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    hist = TrainHistory()
+    n = x.shape[0]
+    for epoch in range(config.epochs):
+        order = torch.randperm(n, generator=generator).to(x.device)
+        tot_loss, tot_correct = 0.0, 0
+        for start in range(0, n, config.batch_size):
+            idx = order[start:start + config.batch_size]
+            xb, yb = x[idx], y[idx]
+            if perturb is not None:
+                xa = perturb(model, xb, yb).detach()
+                if keep_clean:
+                    xb, yb = torch.cat([xb, xa]), torch.cat([yb, yb])
+                else:
+                    xb = xa
+            model.train()
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            tot_loss += loss.item() * xb.shape[0]
+            tot_correct += int((logits.argmax(1) == yb).sum())
+        seen = n * (2 if (perturb is not None and keep_clean) else 1)
+        hist.loss.append(tot_loss / seen)
+        hist.accuracy.append(tot_correct / seen)
+        if progress is not None:
+            progress(epoch, hist.loss[-1])
+    model.eval()
+    return hist
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """Predicted class (N,) of ``model`` on x (N, ...), in eval mode, batched."""
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out)
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
+    """Fraction of x classified as y."""
+    return float((predict(model, x, batch_size) == y).float().mean())
