@@ -336,32 +336,47 @@ def _noise_counts(
     model: Model,
     x: torch.Tensor,
     sigma: float,
-    num: int,
+    nums: tuple[int, ...],
     batch_size: int,
-    stream: _NoiseStream,
+    generator: torch.Generator | None,
     num_classes: int | None,
-) -> torch.Tensor:
-    """Class counts (N, K) of ``argmax model(x_i + sigma * eps)`` over ``num`` draws each."""
+) -> list[torch.Tensor]:
+    """Class counts of ``argmax model(x_i + sigma * eps)`` for independent sample phases.
+
+    Phase ``p`` draws ``nums[p]`` fresh noise samples per input and returns its own counts
+    (N, K). All phases share one row stream (phase-major, then input-major, then sample),
+    so forward batches stay full across phase and input boundaries -- e.g. CERTIFY's small
+    selection phase does not run in a half-empty batch.
+    """
     n_inputs = x.shape[0]
-    total = n_inputs * num
+    offsets = [n_inputs * sum(nums[:p]) for p in range(len(nums))]
+    total = n_inputs * sum(nums)
+    stream = _NoiseStream(tuple(x.shape[1:]), total, x.dtype, x.device, generator)
     buf = torch.empty((min(batch_size, total), *x.shape[1:]), dtype=x.dtype, device=x.device)
     counts: torch.Tensor | None = None
     k = num_classes
     for start in range(0, total, batch_size):
-        b = min(batch_size, total - start)
-        rows = buf[:b]
-        owner = torch.arange(start, start + b, device=x.device) // num
-        torch.index_select(x, 0, owner, out=rows)
+        end = min(start + batch_size, total)
+        rows = buf[: end - start]
+        owners, inputs = [], []  # owner = p * N + input index: sorted along the stream
+        for p, (offset, num) in enumerate(zip(offsets, nums, strict=True)):
+            lo, hi = max(start, offset), min(end, offset + n_inputs * num)
+            if lo < hi:
+                idx = torch.arange(lo - offset, hi - offset, device=x.device) // num
+                inputs.append(idx)
+                owners.append(idx + p * n_inputs)
+        owner = owners[0] if len(owners) == 1 else torch.cat(owners)
+        torch.index_select(x, 0, inputs[0] if len(inputs) == 1 else torch.cat(inputs), out=rows)
         r = 0
-        for piece in stream.take(b):
+        for piece in stream.take(end - start):
             rows[r : r + piece.shape[0]].add_(piece, alpha=sigma)
             r += piece.shape[0]
-        logits = _check_logits(model(rows), b, k)
+        logits = _check_logits(model(rows), end - start, k)
         k = logits.shape[1]
-        counts = _accumulate(counts, owner, logits.argmax(dim=1), n_inputs, k)
+        counts = _accumulate(counts, owner, logits.argmax(dim=1), len(nums) * n_inputs, k)
     if counts is None:  # pragma: no cover - total >= 1 is validated
         raise RuntimeError("no samples drawn")
-    return counts
+    return list(counts.split(n_inputs))
 
 
 def _vote(counts: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -416,9 +431,8 @@ def gaussian_counts(
     """
     x_t, s, _, b, g = _check_common(model, x, sigma, 0.5, batch_size, generator)
     num = check_positive_int("n", n)
-    stream = _NoiseStream(tuple(x_t.shape[1:]), x_t.shape[0] * num, x_t.dtype, x_t.device, g)
     with _evaluation(model):
-        return _noise_counts(model, x_t, s, num, b, stream, num_classes)
+        return _noise_counts(model, x_t, s, (num,), b, g, num_classes)[0]
 
 
 def predict(
@@ -464,9 +478,8 @@ def predict(
     """
     x_t, s, a, b, g = _check_common(model, x, sigma, alpha, batch_size, generator)
     num = check_positive_int("n", n)
-    stream = _NoiseStream(tuple(x_t.shape[1:]), x_t.shape[0] * num, x_t.dtype, x_t.device, g)
     with _evaluation(model):
-        counts = _noise_counts(model, x_t, s, num, b, stream, num_classes)
+        (counts,) = _noise_counts(model, x_t, s, (num,), b, g, num_classes)
     return _vote(counts, a)
 
 
@@ -521,12 +534,8 @@ def certify(
     x_t, s, a, b, g = _check_common(model, x, sigma, alpha, batch_size, generator)
     num0 = check_positive_int("n0", n0)
     num = check_positive_int("n", n)
-    stream = _NoiseStream(
-        tuple(x_t.shape[1:]), x_t.shape[0] * (num0 + num), x_t.dtype, x_t.device, g
-    )
     with _evaluation(model):
-        counts0 = _noise_counts(model, x_t, s, num0, b, stream, num_classes)
-        counts = _noise_counts(model, x_t, s, num, b, stream, counts0.shape[1])
+        counts0, counts = _noise_counts(model, x_t, s, (num0, num), b, g, num_classes)
     guess = counts0.argmax(dim=1)
     n_a = counts.gather(1, guess[:, None]).squeeze(1)
     p_lower = lower_confidence_bound(n_a.cpu().numpy(), num, a)
