@@ -97,8 +97,9 @@ def _style(*, grid: bool = True) -> AbstractContextManager[None]:
     return matplotlib.rc_context(rc)
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI)
+def _new_figure(width: float, height: float, *, constrained: bool = False) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI,
+                 layout="constrained" if constrained else None)
     FigureCanvasAgg(fig)
     return fig
 
@@ -406,8 +407,7 @@ def _draw_matrix(
     colorbar_label: str,
     colorbar_ax: Any = None,
 ) -> None:
-    cm = matplotlib.colormaps[cmap].copy()
-    cm.set_bad("0.85")
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="0.85")
     finite = m[np.isfinite(m)]
     lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
     hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
@@ -703,7 +703,7 @@ def example_images(
     n_rows = len(imgs)
     cell = 1.35 if k > 6 else 1.6
     with _style(grid=False):
-        fig = _new_figure(1.6 + cell * k, 0.9 + (cell + 0.25) * n_rows)
+        fig = _new_figure(1.6 + cell * k, 0.6 + (cell + 0.3) * n_rows, constrained=True)
         axes = fig.subplots(n_rows, k, squeeze=False)
         for i, (label, arr) in enumerate(imgs.items()):
             for j in range(k):
@@ -739,7 +739,7 @@ def bars(
     ylabel: str = "accuracy",
     ylim: tuple[float, float] | None = (0.0, 1.0),
     annotate: bool = True,
-    fmt: str = "{:.2f}",
+    fmt: str = "{:.3f}",
 ) -> Path:
     """Grouped bar chart: one group per category, one bar per series.
 
