@@ -320,11 +320,8 @@ def certified_accuracy_vs_radius(
         fig = _new_figure(7.0, 4.5)
         ax = fig.add_subplot()
         for k, (r, c) in data.items():
-            cert = np.sort(r[c & np.isfinite(r) & (r >= 0)])
-            xs = np.unique(np.concatenate([[0.0], cert]))
-            # acc at x = share with radius >= x; with where="pre" the value y[j] holds on
-            # (x[j-1], x[j]], which is right for a ">=" count.
-            ys = (cert.size - np.searchsorted(cert, xs, side="left")) / r.size
+            xs, ys = _certified_curve(r, c)
+            # With where="pre" the value ys[j] holds on (xs[j-1], xs[j]]: right for ">=".
             xs = np.append(xs, max(right, xs[-1]))
             ys = np.append(ys, 0.0)
             s = dict(st[k])
@@ -337,6 +334,18 @@ def certified_accuracy_vs_radius(
         ax.set_ylabel(ylabel)
         ax.legend(loc="upper right")
         return _save(fig, path)
+
+
+def _certified_curve(radii: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breakpoints of ``acc(r) = #{i : correct_i and R_i >= r} / N``: (xs, acc(xs)).
+
+    ``xs`` is 0 followed by the distinct certified radii, increasing; between breakpoints
+    acc is constant on (xs[j-1], xs[j]]. Non-finite or negative radii never count.
+    """
+    cert = np.sort(radii[correct & np.isfinite(radii) & (radii >= 0)])
+    xs = np.unique(np.concatenate([[0.0], cert]))
+    ys = (cert.size - np.searchsorted(cert, xs, side="left")) / radii.size
+    return xs, ys
 
 
 def heatmap(
