@@ -206,10 +206,13 @@ def test_same_seed_same_result_different_seed_differs(setup) -> None:
     assert not torch.equal(r1, r3)
 
 
-@pytest.mark.parametrize("batch_size", [1, 7, 333, 10**6])
+@pytest.mark.parametrize("batch_size", [1, 7, 130, 333, 10**6])
 def test_results_do_not_depend_on_batch_size(setup, batch_size: int) -> None:
     w, b = setup
-    x = points_at_distances(w, b, torch.tensor([0.05, -0.2, 0.4], dtype=DTYPE), gen(14))
+    signed = torch.tensor([-1.0, 1.0, 0.05, 0.4], dtype=DTYPE)
+    x = points_at_distances(w, b, signed, gen(14))
+    # batch_size 130 makes the first batch start and end on input 0 (120 selection rows,
+    # then 10 estimation rows) while holding the other inputs in between.
     model = linear_binary(w, b)
     ref = gaussian_counts(model, x, 0.5, 700, batch_size=64, generator=gen(15))
     got = gaussian_counts(model, x, 0.5, 700, batch_size=batch_size, generator=gen(15))

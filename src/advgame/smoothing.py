@@ -366,11 +366,18 @@ def _noise_counts(
                 inputs.append(idx)
                 owners.append(idx + p * n_inputs)
         owner = owners[0] if len(owners) == 1 else torch.cat(owners)
-        torch.index_select(x, 0, inputs[0] if len(inputs) == 1 else torch.cat(inputs), out=rows)
+        index = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
+        single = int(owner[0]) == int(owner[-1])  # one input, one phase: common for large n
+        if not single:
+            torch.index_select(x, 0, index, out=rows)
         r = 0
         for piece in stream.take(end - start):
-            rows[r : r + piece.shape[0]].add_(piece, alpha=sigma)
-            r += piece.shape[0]
+            m = piece.shape[0]
+            if single:  # x_i + sigma * eps in one pass (same kernel, same bits)
+                torch.add(x[int(index[0])], piece, alpha=sigma, out=rows[r : r + m])
+            else:
+                rows[r : r + m].add_(piece, alpha=sigma)
+            r += m
         logits = _check_logits(model(rows), end - start, k)
         k = logits.shape[1]
         counts = _accumulate(counts, owner, logits.argmax(dim=1), len(nums) * n_inputs, k)
