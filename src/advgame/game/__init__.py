@@ -1,0 +1,43 @@
+"""The empirical game between defenders (rows, maximizer) and attackers (columns).
+
+Pure solvers over payoff matrices live in :mod:`advgame.game.solvers` (numpy/scipy only)
+and the generic double oracle in :mod:`advgame.game.double_oracle`.
+
+Example:
+    >>> from advgame.game import solve_zero_sum
+    >>> value, p, q = solve_zero_sum([[0.9, 0.2], [0.4, 0.6]])
+    >>> round(value, 6)
+    0.5
+"""
+
+from advgame.game.solvers import (
+    ApproximateEquilibrium,
+    GameIterate,
+    ZeroSumSolution,
+    best_response_col,
+    best_response_row,
+    check_payoff,
+    check_strategy,
+    exploitability,
+    fictitious_play,
+    fictitious_play_equilibrium,
+    regret_matching,
+    regret_matching_equilibrium,
+    solve_zero_sum,
+)
+
+__all__ = [
+    "ApproximateEquilibrium",
+    "GameIterate",
+    "ZeroSumSolution",
+    "best_response_col",
+    "best_response_row",
+    "check_payoff",
+    "check_strategy",
+    "exploitability",
+    "fictitious_play",
+    "fictitious_play_equilibrium",
+    "regret_matching",
+    "regret_matching_equilibrium",
+    "solve_zero_sum",
+]
