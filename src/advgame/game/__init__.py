@@ -5,9 +5,9 @@ and the generic double oracle in :mod:`advgame.game.double_oracle`.
 
 Example:
     >>> from advgame.game import solve_zero_sum
-    >>> value, p, q = solve_zero_sum([[0.9, 0.2], [0.4, 0.6]])
+    >>> value, p, q = solve_zero_sum([[0.9, 0.3], [0.5, 0.7]])
     >>> round(value, 6)
-    0.5
+    0.6
 """
 
 from advgame.game.solvers import (
