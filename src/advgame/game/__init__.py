@@ -10,6 +10,13 @@ Example:
     0.6
 """
 
+from advgame.game.double_oracle import (
+    DoubleOracleIteration,
+    DoubleOracleResult,
+    MatrixOracles,
+    double_oracle,
+    matrix_oracles,
+)
 from advgame.game.solvers import (
     ApproximateEquilibrium,
     GameIterate,
@@ -28,15 +35,20 @@ from advgame.game.solvers import (
 
 __all__ = [
     "ApproximateEquilibrium",
+    "DoubleOracleIteration",
+    "DoubleOracleResult",
     "GameIterate",
+    "MatrixOracles",
     "ZeroSumSolution",
     "best_response_col",
     "best_response_row",
     "check_payoff",
     "check_strategy",
+    "double_oracle",
     "exploitability",
     "fictitious_play",
     "fictitious_play_equilibrium",
+    "matrix_oracles",
     "regret_matching",
     "regret_matching_equilibrium",
     "solve_zero_sum",
