@@ -37,13 +37,15 @@ Implementation notes:
   Memory is ``O(batch_size)`` rows plus one noise block, independent of ``n``; class counts
   stay on the input's device; only the ``N`` final counts go to SciPy for the statistics.
 - Noise is drawn from the explicit ``generator`` (on ``x``'s device) in blocks whose size
-  depends only on the shape of one input, so that the noise sequence -- and hence every
-  result -- does not depend on ``batch_size`` (up to the base model's own floating-point
-  differences between batch sizes). ``generator=None`` uses torch's default generator
-  (not reproducible unless the caller seeds it); library code never seeds it.
-- Inputs are **not clipped** to ``[0, 1]`` after adding noise or shifts, exactly as in
-  Cohen et al.: the certificate is about the classifier on all of ``R^d`` and clipping
-  would change the distribution the theorem is about.
+  depends only on the shape of one input and the total number of samples, so that the
+  noise sequence -- and hence every result -- does not depend on ``batch_size`` (up to the
+  base model's own floating-point differences between batch sizes). ``generator=None``
+  uses torch's default generator (not reproducible unless the caller seeds it); library
+  code never seeds it.
+- Inputs are **not clipped** to ``[0, 1]`` after adding noise or shifts, as in Cohen et
+  al. (and ART): the base classifier is evaluated on ``x + v`` in ``R^d``. Clipping would
+  be a different base classifier ``f(clip(.))`` -- still certifiable, but a different
+  smoothed classifier; wrap the model if that is what you want.
 - The model runs in eval mode under ``torch.no_grad``; the train/eval mode of every
   submodule is restored afterwards, also on error.
 """
