@@ -180,14 +180,16 @@ def test_structure_title_findings_contents(run_dir: tuple[Path, dict]) -> None:
     assert [li.text() for li in findings.find_all("li")] == res["summary"]
     for sec in ("tables", "figures", "run", "config", "versions", "timings"):
         doc.by_id(sec)
-    toc = [n for n in doc.find_all("nav")][0]
+    toc = doc.find_all("nav")[0]
     links = {a.attrs["href"] for a in toc.find_all("a")}
-    assert {"#findings", "#table-table1", "#table-solver-gap", "#figure-eps-sweep",
-            "#run"} <= links
+    assert {"#findings", "#table-table1-title", "#table-solver-gap-title", "#figure-eps-sweep",
+            "#run", "#config-title"} <= links
+    ids = {n.attrs["id"] for n in doc.iter() if "id" in n.attrs}
+    assert {h[1:] for h in links} <= ids, "every contents link has a target"
     # Order: findings before tables before figures before run details.
-    ids = [n.attrs["id"] for n in doc.iter() if "id" in n.attrs]
-    assert ids.index("findings") < ids.index("table-table1") < ids.index("figure-eps-sweep") \
-        < ids.index("config")
+    order = [n.attrs["id"] for n in doc.iter() if "id" in n.attrs]
+    assert order.index("findings") < order.index("table-table1") \
+        < order.index("figure-eps-sweep") < order.index("config")
     # Self-contained: no scripts, nothing loaded from elsewhere, every link in-page.
     assert doc.find_all("script") == [] and doc.find_all("link") == []
     assert all(n.attrs["src"].startswith("data:") for n in doc.iter() if "src" in n.attrs)
@@ -202,8 +204,8 @@ def test_every_table_matches_results_json(run_dir: tuple[Path, dict]) -> None:
     for t in res["tables"]:
         node = doc.by_id("table-" + t["name"].replace("_", "-"))
         assert node.tag == "table"
-        caption = node.find_all("caption")[0].text()
-        assert t["title"] in caption and t["caption"] in caption
+        assert doc.by_id(node.attrs["aria-labelledby"]).text() == t["title"]
+        assert doc.by_id(node.attrs["aria-describedby"]).text() == t["caption"]
         header, rows = table_cells(node)
         assert header == t["columns"]
         assert rows == [[expected_text(v) for v in row] for row in t["rows"]]
@@ -274,8 +276,10 @@ def test_hostile_strings_are_escaped(tmp_path: Path) -> None:
     assert cfg == [[evil, img]]
     assert '" onload="alert(1)' in doc.find_all("figcaption")[0].text()
     assert all(set(n.attrs) <= {"id", "class", "href", "src", "alt", "lang", "charset",
-                                "name", "content", "scope", "colspan", "role", "aria-label"}
+                                "name", "content", "scope", "colspan", "role", "aria-label",
+                                "aria-labelledby", "aria-describedby"}
                for n in doc.iter())
+    assert doc.by_id(table.attrs["aria-labelledby"]).text() == evil
 
 
 def test_missing_figure_gives_warning_not_crash(
@@ -461,17 +465,19 @@ def test_markdown_contains_tables_and_figure_links(run_dir: tuple[Path, dict]) -
     assert "![Accuracy against eps\\.](eps_sweep.png)" in md or \
         "![Accuracy against eps.](eps_sweep.png)" in md
     assert "| solver.method | exact |" in lines
+    assert "advgame 0.1.0" in lines[2]
     assert "data:image" not in md
 
 
 def test_markdown_escapes_and_warns(tmp_path: Path) -> None:
     res = base_results()
-    res["summary"] = ["<script>alert(1)</script> | pipe"]
+    res["summary"] = ["<script>alert(1)</script> | pipe", "# not a heading"]
     res["tables"][1]["rows"] = [["a|b\nc", 0.5]]
     res["figures"] = [{"name": "gone", "file": "my plot.png", "caption": "x"}]
     write_run(tmp_path, res, figure=False)
     md = render_markdown(tmp_path).read_text(encoding="utf-8")
     assert "<script>" not in md
+    assert "- \\# not a heading" in md.splitlines()
     assert "| a\\|b<br>c | 0.5000 |" in md
     assert "Warning" in md and "my plot.png" in md
     (tmp_path / "my plot.png").write_bytes(PNG_SIGNATURE)

@@ -183,7 +183,7 @@ def _run_chromium(*args: str, profile: Path, timeout: float = 120) -> subprocess
 
 def _console_errors(stderr: str) -> list[str]:
     """Lines where Chromium reports a JavaScript/console error or a failed resource load."""
-    pats = (r"CONSOLE\(\d+\)", r"Uncaught", r"net::ERR_", r"Failed to load resource",
+    pats = (r":CONSOLE[:(]\d+", r"Uncaught", r"net::ERR_", r"Failed to load resource",
             r"Refused to", r"Not allowed to load local resource")
     return [ln for ln in stderr.splitlines() if any(re.search(p, ln) for p in pats)]
 
@@ -231,6 +231,16 @@ def test_dom_loads_with_every_table_and_figure(
     assert dom.scripts == 0
     assert "warnings" in dom.ids
     assert _console_errors(proc.stderr) == []
+
+
+def test_console_error_detection_works(tmp_path: Path) -> None:
+    """Control: the error check above is not vacuous, it sees errors on a broken page."""
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><body><p>x</p><script>console.error("boom-log");'
+                    'throw new Error("boom-uncaught");</script></body></html>', encoding="utf-8")
+    proc = _run_chromium("--dump-dom", page.as_uri(), profile=tmp_path / "p")
+    errors = _console_errors(proc.stderr)
+    assert any("boom-uncaught" in e for e in errors), proc.stderr[-2000:]
 
 
 def test_screenshot_is_a_non_blank_png(rendered: tuple[Path, dict], tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ warnings found while rendering (e.g. a missing figure file), contents, findings 
 run details (seed, configuration, versions, timings).
 
 Element ids, so that tests and links can find things: each table is
-``<table id="table-SLUG">`` and each figure ``<figure id="figure-SLUG">``, where SLUG is the
+``<table id="table-SLUG">`` (its title ``table-SLUG-title``, its caption
+``table-SLUG-caption``) and each figure ``<figure id="figure-SLUG">``, where SLUG is the
 item's ``name`` lower-cased with runs of other characters than ``a-z0-9`` replaced by
 ``-`` (see :func:`slug`); a clash gets ``-2``, ``-3``, ... appended. The sections are
 ``findings``, ``tables``, ``figures``, ``run``, ``config``, ``versions`` and ``timings``.
@@ -459,11 +460,11 @@ ul.findings li { margin: 6px 0; }
   border-left-width: 5px; border-radius: 6px; padding: 10px 14px; margin: 12px 0;
 }
 .warning ul { margin: 4px 0 0; padding-left: 20px; }
-.table-wrap { overflow-x: auto; margin: 8px 0 28px; }
+.table-wrap { overflow-x: auto; margin: 4px 0 12px; }
 table { border-collapse: collapse; font-size: 0.92rem; }
-caption { caption-side: top; text-align: left; padding: 0 0 8px; }
-caption .title { display: block; font-weight: 600; font-size: 1.05rem; }
-caption .desc { display: block; color: var(--muted); font-size: 0.9rem; max-width: 80ch; }
+.table-block { margin: 28px 0 0; }
+.table-title { font-size: 1.05rem; margin: 0 0 2px; }
+.table-caption { color: var(--muted); font-size: 0.9rem; margin: 0 0 8px; max-width: 80ch; }
 th, td { padding: 6px 12px; border-bottom: 1px solid var(--border); vertical-align: top; }
 thead th {
   background: var(--head); border-bottom: 2px solid #afb8c1; text-align: left;
@@ -471,7 +472,7 @@ thead th {
 }
 tbody tr:nth-child(even) { background: var(--stripe); }
 tbody tr:hover { background: #eaf2fc; }
-tbody td:first-child { font-weight: 500; }
+tbody td:first-child { font-weight: 500; min-width: 12ch; }
 .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .null { color: #8c959f; }
 table.kv td:first-child { font-family: ui-monospace, SFMono-Regular, "DejaVu Sans Mono",
@@ -488,6 +489,10 @@ dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px;
 dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
 footer { margin-top: 48px; color: var(--muted); font-size: 0.85rem; }
+@media (max-width: 760px) {
+  main { margin: 0; padding: 16px 16px 40px; border: 0; border-radius: 0; }
+  h1 { font-size: 1.5rem; }
+}
 @media print {
   body { background: #fff; }
   main { border: 0; margin: 0; max-width: none; }
@@ -526,11 +531,17 @@ def _html_table(table: Table, element_id: str) -> str:
     if not table.rows:
         body.append(f'<tr><td class="empty" colspan="{max(len(table.columns), 1)}">'
                     "no rows</td></tr>")
-    desc = f'<span class="desc">{_e(table.caption)}</span>' if table.caption else ""
+    # Title and caption sit above the scrolling wrapper (a <caption> would scroll away with
+    # a wide table on a narrow screen); aria attributes tie them to the table.
+    tid, cid = f"{element_id}-title", f"{element_id}-caption"
+    desc = f'<p class="table-caption" id="{cid}">{_e(table.caption)}</p>' if table.caption else ""
+    described = f' aria-describedby="{cid}"' if table.caption else ""
     return (
-        f'<div class="table-wrap"><table id="{element_id}" class="results">'
-        f'<caption><span class="title">{_e(table.title)}</span>{desc}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table></div>"
+        f'<div class="table-block"><h3 class="table-title" id="{tid}">{_e(table.title)}</h3>'
+        f'{desc}<div class="table-wrap"><table id="{element_id}" class="results" '
+        f'aria-labelledby="{tid}"{described}>'
+        f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
+        + "\n</tbody></table></div></div>"
     )
 
 
@@ -538,13 +549,14 @@ def _kv_table(
     element_id: str, label: str, header: tuple[str, str], items: Sequence[tuple[str, str]]
 ) -> str:
     if not items:
-        return (f'<h3>{_e(label)}</h3><p id="{element_id}" class="empty">'
+        return (f'<h3 id="{element_id}-title">{_e(label)}</h3><p id="{element_id}" class="empty">'
                 f"No {_e(label.lower())} recorded.</p>")
     rows = "\n".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in items)
     return (
-        f'<div class="table-wrap"><table id="{element_id}" class="kv">'
-        f'<caption><span class="title">{_e(label)}</span></caption>'
-        f'<thead><tr><th scope="col">{_e(header[0])}</th><th scope="col">{_e(header[1])}</th>'
+        f'<h3 id="{element_id}-title">{_e(label)}</h3>'
+        f'<div class="table-wrap"><table id="{element_id}" class="kv" '
+        f'aria-labelledby="{element_id}-title"><thead>'
+        f'<tr><th scope="col">{_e(header[0])}</th><th scope="col">{_e(header[1])}</th>'
         f"</tr></thead><tbody>\n{rows}\n</tbody></table></div>"
     )
 
@@ -623,7 +635,7 @@ def render_html(out_dir: str | os.PathLike[str]) -> Path:
            '<li><a href="#findings">Findings</a></li>']
     if res.tables:
         toc.append('<li><a href="#tables">Tables</a><ol>')
-        toc += [f'<li><a href="#{tid}">{_e(_short(t.title))}</a></li>'
+        toc += [f'<li><a href="#{tid}-title">{_e(_short(t.title))}</a></li>'
                 for t, tid in zip(res.tables, table_ids, strict=True)]
         toc.append("</ol></li>")
     if images:
@@ -632,8 +644,8 @@ def render_html(out_dir: str | os.PathLike[str]) -> Path:
                 f"{_e(_short(img.figure.caption or img.figure.name))}</a></li>"
                 for i, img in enumerate(images, 1)]
         toc.append("</ol></li>")
-    toc.append('<li><a href="#run">Run details</a> (<a href="#config">configuration</a>, '
-               '<a href="#versions">versions</a>, <a href="#timings">timings</a>)</li>')
+    toc.append('<li><a href="#run">Run details</a> (<a href="#config-title">configuration</a>, '
+               '<a href="#versions-title">versions</a>, <a href="#timings-title">timings</a>)</li>')
     toc.append("</ol></nav>")
     parts += toc
 
@@ -682,11 +694,15 @@ def render_html(out_dir: str | os.PathLike[str]) -> Path:
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
 
-def _md(text: object) -> str:
-    """Escape text for one line of GitHub Markdown (also inside a table cell)."""
+def _md(text: object, *, block: bool = False) -> str:
+    """Escape text for GitHub Markdown, on one line (also inside a table cell).
+
+    With ``block=True`` the text starts a block (paragraph, list item), so a leading
+    ``#``, ``>``, ``-``, ``+``, ``=`` or ``1.`` is escaped too.
+    """
     s = _MD_SPECIAL.sub(r"\\\1", str(text)).replace("&", "&amp;")
     s = re.sub(r"\r\n|\r|\n", "<br>", s)
-    return re.sub(r"^([#>+\-=]|\d+[.)])", r"\\\1", s)
+    return re.sub(r"^([#>+\-=]|\d+[.)])", r"\\\1", s) if block else s
 
 
 def _md_table(columns: Sequence[str], rows: Sequence[Sequence[Cell]]) -> list[str]:
@@ -735,14 +751,14 @@ def render_markdown(out_dir: str | os.PathLike[str]) -> Path:
         lines += [f"> - {_md(img.figure.name)}: {_md(img.problem)}" for img in problems]
         lines.append("")
     lines += ["## Findings", ""]
-    lines += [f"- {_md(s)}" for s in res.summary] or ["*No findings recorded.*"]
+    lines += [f"- {_md(s, block=True)}" for s in res.summary] or ["*No findings recorded.*"]
     lines.append("")
     if res.tables:
         lines += ["## Tables", ""]
         for t in res.tables:
             lines += [f"### {_md(t.title)}", ""]
             if t.caption:
-                lines += [_md(t.caption), ""]
+                lines += [_md(t.caption, block=True), ""]
             lines += _md_table(t.columns, t.rows) if t.columns else ["*empty table*"]
             lines.append("")
     if images:
