@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -424,7 +424,7 @@ def test_render_dispatch_and_bad_format(run_dir: tuple[Path, dict]) -> None:
     assert render(out) == out / "report.html"
     assert render(out, fmt="md") == out / "report.md"
     with pytest.raises(InputError, match="'html' or 'md'") as exc:
-        render(out, fmt="pdf")
+        render(out, fmt=cast(Any, "pdf"))
     assert exc.value.argument == "fmt"
 
 
@@ -565,7 +565,8 @@ def test_plots_embed_in_a_report(
         (lambda d: plots.accuracy_vs_eps(d / "x.pdf", [0], {"a": [1]}, title="t"), "path"),
         (lambda d: plots.accuracy_vs_eps(d / "x.png", [0], {"a": [1]}, title="t",
                                          styles={"b": {}}), "styles"),
-        (lambda d: plots.accuracy_vs_eps(d / "x.png", ["a"], {"a": [1]}, title="t"), "eps"),
+        (lambda d: plots.accuracy_vs_eps(d / "x.png", cast(Any, ["a"]), {"a": [1]},
+                                         title="t"), "eps"),
         (lambda d: plots.certified_accuracy_vs_radius(d / "x.png", [0.1, 0.2], [True]),
          "correct"),
         (lambda d: plots.certified_accuracy_vs_radius(d / "x.png", [0.1], [0.5]), "correct"),
