@@ -364,7 +364,13 @@ def _highs_equilibrium(b: FloatArray) -> tuple[FloatArray, FloatArray]:
     polished on its support."""
     m, n = b.shape
     res = linprog(
-        -np.ones(n), A_ub=b, b_ub=np.ones(m), bounds=(0, None), method="highs"
+        -np.ones(n),
+        A_ub=b,
+        b_ub=np.ones(m),
+        bounds=(0, None),
+        method="highs",
+        # HiGHS' default tolerances (1e-7) can miss payoff differences of that size.
+        options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
     )
     if res.status != 0 or res.x is None:
         raise RuntimeError(f"HiGHS failed on the game LP: {res.message}")
