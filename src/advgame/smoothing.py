@@ -290,6 +290,7 @@ class _NoiseStream:
         self._dtype = dtype
         self._device = device
         self._generator = generator
+        self._storage: torch.Tensor | None = None  # reused: no fresh pages per block
         self._block: torch.Tensor | None = None
         self._pos = 0
 
@@ -300,12 +301,13 @@ class _NoiseStream:
                 size = min(self._block_rows, self._remaining)
                 if size <= 0:
                     raise RuntimeError("noise stream exhausted")  # internal invariant
-                self._block = torch.randn(
-                    (size, *self._row_shape),
-                    generator=self._generator,
-                    dtype=self._dtype,
-                    device=self._device,
-                )
+                if self._storage is None:
+                    self._storage = torch.empty(
+                        (size, *self._row_shape), dtype=self._dtype, device=self._device
+                    )
+                # Earlier views are consumed before the next take() step, so the storage
+                # can be refilled in place (in stream order on an accelerator).
+                self._block = self._storage[:size].normal_(generator=self._generator)
                 self._remaining -= size
                 self._pos = 0
             m = min(rows, self._block.shape[0] - self._pos)
