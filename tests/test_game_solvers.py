@@ -333,10 +333,10 @@ def test_fictitious_play_rps_and_explicit_randomness() -> None:
 )
 def test_bad_payoff_names_the_argument(payoff: object) -> None:
     for fn in (
-        lambda: solve_zero_sum(payoff),  # type: ignore[arg-type]
-        lambda: fictitious_play(payoff, 10),  # type: ignore[arg-type]
-        lambda: regret_matching_equilibrium(payoff, 10),  # type: ignore[arg-type]
-        lambda: exploitability(payoff, [1.0], [1.0]),  # type: ignore[arg-type]
+        lambda: solve_zero_sum(payoff),
+        lambda: fictitious_play(payoff, 10),
+        lambda: regret_matching_equilibrium(payoff, 10),
+        lambda: exploitability(payoff, [1.0], [1.0]),
     ):
         with pytest.raises(InputError) as info:
             fn()
@@ -358,19 +358,19 @@ def test_bad_payoff_names_the_argument(payoff: object) -> None:
 )
 def test_bad_strategies_name_the_argument(p: object, q: object, name: str) -> None:
     with pytest.raises(InputError) as info:
-        exploitability(PENNIES, p, q)  # type: ignore[arg-type]
+        exploitability(PENNIES, p, q)
     assert info.value.argument == name
 
 
 def test_other_bad_arguments() -> None:
     cases = [
-        (lambda: solve_zero_sum(PENNIES, method="simplex"), "method"),  # type: ignore[arg-type]
+        (lambda: solve_zero_sum(PENNIES, method="simplex"), "method"),
         (lambda: solve_zero_sum(PENNIES, tol=-1.0), "tol"),
         (lambda: fictitious_play(PENNIES, 0), "iterations"),
-        (lambda: regret_matching(PENNIES, 2.5), "iterations"),  # type: ignore[arg-type]
+        (lambda: regret_matching(PENNIES, 2.5), "iterations"),
         (lambda: fictitious_play_equilibrium(PENNIES, 10, stride=0), "stride"),
         (lambda: fictitious_play(PENNIES, 10, initial_row=2), "initial_row"),
-        (lambda: fictitious_play(PENNIES, 10, generator=0), "generator"),  # type: ignore[arg-type]
+        (lambda: fictitious_play(PENNIES, 10, generator=0), "generator"),
         (lambda: best_response_row(PENNIES, [1.0]), "q"),
         (lambda: best_response_col(PENNIES, [1.0]), "p"),
     ]
