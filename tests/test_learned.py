@@ -66,9 +66,10 @@ def test_attnet_respects_budget_and_box(kind: str, eta: float, gen: torch.Genera
     assert torch.equal(attnet_examples(net, x, eta), z)
 
 
-def test_conv_attnet_needs_divisible_shape() -> None:
+def test_conv_attnet_shapes() -> None:
+    assert ConvAttNet((3, 7, 5), channels=(2, 4))(torch.rand(2, 3, 7, 5)).shape == (2, 3, 7, 5)
     with pytest.raises(InputError, match="input_shape"):
-        ConvAttNet((1, 6, 6))
+        ConvAttNet((6, 6))
     with pytest.raises(InputError, match="attnet"):
         build_attnet("rnn", (1, 8, 8))
 

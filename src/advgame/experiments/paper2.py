@@ -1,0 +1,909 @@
+"""``advgame paper2``: S2 end to end — cat-and-mouse, Sens-FGSM, minimax / maximin against
+attack networks, and the cross-evaluation of every defense against every attack.
+
+Stages (each finished model or evaluated cell is stored under ``OUT`` and reused by a
+rerun with the same config, so an interrupted run resumes):
+
+1. u_0: the clean classifier (``OUT/model.pt``, shared with ``advgame train``).
+2. Cat-and-mouse u_1..u_K: u_k retrained on FGSM examples against u_(k-1)
+   (:func:`advgame.defenses.training.cat_and_mouse_round`), the error matrix E[k][j] on
+   FGSM-j test examples, clean error, FGSM-curr, and a data-driven oscillation test.
+3. Defenses fine-tuned from u_0: online adversarial training (FGSM, detached),
+   Sens-FGSM (surrogate through u, double backprop), its first-order form
+   l(x) + eta ||grad_x l||_1, minimax (defender leads, attacker best-responds with k
+   ascent steps per descent step), maximin (attacker leads), minimax with the
+   sensitivity-penalized defender step (rho > 0), and the MagNet-style reformer
+   (autoencoder trained on clean data in front of u_0).
+4. Every defense against every attack, as test error: clean, FGSM-curr (FGSM against the
+   defense itself), PGD, fresh MLP AttNets trained from scratch against the frozen defense
+   (several restarts, worst case per example), fresh convolutional AttNets (another
+   architecture: the transfer question), the minimax game's own attacker v transferred to
+   every defense, and the worst case over all of them.
+
+Files under ``OUT/work-<config hash>/``: ``models/*.pt`` (weights-only checkpoints) and
+``units/*.json`` (curves, evaluated cells with per-example error flags).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advgame.attacks.gradient import fgm, pgd
+from advgame.attacks.learned import attnet_examples, build_attnet, train_attnet
+from advgame.data import Dataset
+from advgame.defenses.training import (
+    adversarial_training,
+    cat_and_mouse_errors,
+    cat_and_mouse_round,
+    detect_oscillation,
+    error_rate,
+    fgsm_examples,
+    learned_minimax,
+    sens_fgsm_train,
+)
+from advgame.defenses.transforms import ReformedClassifier, build_autoencoder, train_autoencoder
+from advgame.errors import InputError
+from advgame.experiments.classifier import (
+    ModelConfig,
+    _jsonable_cfg,
+    base_results,
+    finish,
+    load_data,
+    obtain_model,
+)
+from advgame.experiments.common import Progress, UnitStore, no_progress
+from advgame.models import (
+    TrainConfig,
+    build_model,
+    load_checkpoint,
+    predict,
+    save_checkpoint,
+)
+from advgame.validate import check_nonnegative, check_positive_int
+
+#: Defenses a run can evaluate (``clean`` = u_0, ``cat-mouse`` = u_1..u_K).
+DEFENSES = ("clean", "cat-mouse", "adv-online", "sens-fgsm", "sens-first-order", "minimax",
+            "maximin", "minimax-sens", "reformer")
+
+#: Reduced settings of ``--quick`` (about 5 minutes on one CPU core for mnist-5k).
+QUICK: dict[str, Any] = {
+    "epochs": 3, "rounds": 3, "round_epochs": 2, "adv_epochs": 2, "sens_epochs": 2,
+    "minimax_iterations": 120, "minimax_k": 3, "attnet_epochs": 2, "attnet_restarts": 1,
+    "cnn_attnet_restarts": 1, "attnet_train_size": 2000, "pgd_steps": 10,
+    "reformer_epochs": 2, "n_test": 500,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Paper2Config(ModelConfig):
+    """``advgame paper2``: the learning-based minimax defense paper (S2), end to end.
+
+    Attributes (beyond the data and u_0 fields of :class:`ModelConfig`):
+        eta: L-inf budget of every attack (MNIST scale, inputs in [0, 1]).
+        rounds: cat-and-mouse rounds K. round_epochs: epochs to train each u_k.
+        warm_start: u_k starts from u_(k-1) (else from scratch). with_clean: u_k also sees
+            the clean training data.
+        adv_epochs: epochs of online adversarial training (from u_0).
+        sens_epochs: epochs of Sens-FGSM (both forms, from u_0). sens_surrogate: "tanh"
+            or "normalized". sens_tau: tanh temperature relative to the mean |grad|.
+        minimax_iterations: outer iterations of the alternating solver. minimax_k:
+            follower steps per leader step (ascent steps for minimax, descent steps for
+            maximin). minimax_lr: defender (Adam) step. minimax_rho: weight of the
+            sensitivity penalty of ``minimax-sens``.
+        attnet_hidden: MLP AttNet widths. attnet_lr: AttNet (Adam) step, in the game and
+            for fresh AttNets. attnet_epochs: epochs to train a fresh AttNet.
+        attnet_restarts: fresh MLP AttNets per defense (worst case per example).
+        cnn_attnet_restarts: fresh convolutional AttNets per defense (0 disables).
+        attnet_train_size: training examples for fresh AttNets (None = all).
+        pgd_steps: PGD steps (step 2.5 eta / steps, one random start).
+        reformer_epochs, reformer_noise: autoencoder training epochs and noise std.
+        n_test: test examples evaluated (None = all).
+        defenses: which defenses to build and evaluate (see ``DEFENSES``).
+    """
+
+    eta: float = 0.3
+    rounds: int = 5
+    round_epochs: int = 5
+    warm_start: bool = True
+    with_clean: bool = False
+    adv_epochs: int = 10
+    sens_epochs: int = 10
+    sens_surrogate: str = "tanh"
+    sens_tau: float = 0.1
+    minimax_iterations: int = 1000
+    minimax_k: int = 5
+    minimax_lr: float = 1e-3
+    minimax_rho: float = 1.0
+    attnet_hidden: tuple[int, ...] = (300, 300, 300)
+    attnet_lr: float = 1e-3
+    attnet_epochs: int = 5
+    attnet_restarts: int = 3
+    cnn_attnet_restarts: int = 2
+    attnet_train_size: int | None = None
+    pgd_steps: int = 20
+    reformer_epochs: int = 10
+    reformer_noise: float = 0.1
+    n_test: int | None = None
+    defenses: tuple[str, ...] = DEFENSES
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_nonnegative("eta", self.eta, upper=1.0)
+        for name in ("rounds", "round_epochs", "adv_epochs", "sens_epochs",
+                     "minimax_iterations", "attnet_epochs", "cnn_attnet_restarts",
+                     "reformer_epochs"):
+            check_positive_int(name, getattr(self, name), minimum=0)
+        for name in ("minimax_k", "attnet_restarts", "pgd_steps"):
+            check_positive_int(name, getattr(self, name))
+        for name in ("n_test", "attnet_train_size"):
+            if getattr(self, name) is not None:
+                check_positive_int(name, getattr(self, name))
+        for name in ("minimax_lr", "attnet_lr", "sens_tau"):
+            if check_nonnegative(name, getattr(self, name)) == 0:
+                raise InputError(name, "must be > 0")
+        check_nonnegative("minimax_rho", self.minimax_rho)
+        check_nonnegative("reformer_noise", self.reformer_noise)
+        if self.sens_surrogate not in ("tanh", "normalized"):
+            raise InputError("sens_surrogate", "must be 'tanh' or 'normalized', got "
+                             f"{self.sens_surrogate!r}")
+        bad = [d for d in self.defenses if d not in DEFENSES]
+        if bad or not self.defenses:
+            raise InputError("defenses", f"unknown defense(s) {bad}; choose from "
+                             f"{list(DEFENSES)}")
+        if not self.attnet_hidden:
+            raise InputError("attnet_hidden", "give at least one hidden width")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def _config_hash(cfg: Paper2Config) -> str:
+    text = json.dumps(_jsonable_cfg(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _unit_seed(seed: int, key: str) -> int:
+    """A seed per unit of work, so a resumed run reproduces an uninterrupted one."""
+    return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2 ** 62)
+
+
+def _generator(seed: int, key: str, device: torch.device | None = None) -> torch.Generator:
+    dev = device if device is not None and device.type != "cpu" else None
+    g = torch.Generator(device=dev) if dev is not None else torch.Generator()
+    return g.manual_seed(_unit_seed(seed, key))
+
+
+@contextlib.contextmanager
+def _seeded_init(seed: int, key: str) -> Iterator[None]:
+    """Seed torch's global RNG for parameter initialization, then restore it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_unit_seed(seed, "init-" + key))
+        yield
+
+
+def _save_state(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": "advgame-state-v1", "meta": meta,
+               "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_state(path: Path, module: nn.Module, device: torch.device) -> bool:
+    """Load weights saved by :func:`_save_state` (``weights_only=True``); False if absent."""
+    if not path.is_file():
+        return False
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+        module.load_state_dict(ck["state_dict"])
+    except Exception:  # noqa: BLE001 - a corrupt or foreign file: recompute the unit
+        return False
+    module.to(device).eval()
+    return True
+
+
+class _Work:
+    """Models and units of one run configuration under ``OUT/work-<hash>/``."""
+
+    def __init__(self, cfg: Paper2Config, out: Path, ds: Dataset, device: torch.device) -> None:
+        self.cfg, self.ds, self.device = cfg, ds, device
+        self.dir = out / f"work-{_config_hash(cfg)}"
+        self.models = self.dir / "models"
+        self.store = UnitStore(self.dir)
+        self.timings: dict[str, float] = {}
+
+    def new_classifier(self, key: str) -> nn.Module:
+        with _seeded_init(self.cfg.seed, key):
+            return build_model(self.cfg.arch, self.ds.input_shape, self.ds.num_classes,
+                               **self.cfg.arch_kwargs()).to(self.device)
+
+    def classifier(self, key: str, make: Callable[[], nn.Module]) -> nn.Module:
+        """Load ``models/<key>.pt`` or build it with ``make()`` and save it (timed)."""
+        path = self.models / f"{key}.pt"
+        if path.is_file():
+            model, _ = load_checkpoint(path, map_location=self.device)
+            return model
+        t0 = time.perf_counter()
+        model = make()
+        self.timings[f"train_{key}_s"] = time.perf_counter() - t0
+        save_checkpoint(path, model, arch=self.cfg.arch, input_shape=self.ds.input_shape,
+                        num_classes=self.ds.num_classes, kwargs=self.cfg.arch_kwargs(),
+                        meta={"key": key})
+        return model
+
+    def module(self, key: str, module: nn.Module, fit: Callable[[nn.Module], None]) -> bool:
+        """Load the weights of ``module`` from ``models/<key>.state.pt`` or ``fit`` it and save.
+
+        Returns True when it was fitted in this run.
+        """
+        path = self.models / f"{key}.state.pt"
+        if _load_state(path, module, self.device):
+            return False
+        t0 = time.perf_counter()
+        fit(module)
+        self.timings[f"train_{key}_s"] = time.perf_counter() - t0
+        _save_state(path, module, {"key": key})
+        return True
+
+
+def _flags_to_str(flags: torch.Tensor) -> str:
+    return "".join("1" if bool(f) else "0" for f in flags.detach().cpu().tolist())
+
+
+def _str_to_flags(s: str) -> torch.Tensor:
+    return torch.tensor([c == "1" for c in s], dtype=torch.bool)
+
+
+def _errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-example error flags (N,) bool of ``model`` on x."""
+    return (predict(model, x) != y).cpu()
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_paper2(
+    cfg: Paper2Config, out: Path, device: torch.device, progress: Progress = no_progress
+) -> dict[str, Any]:
+    """Run S2 end to end and write ``out/results.json``, figures and ``out/report.html``.
+
+    Returns:
+        the results dictionary (see ``docs/results-schema.md``).
+
+    Example (command line):
+        advgame paper2 --quick --out runs/paper2-quick
+    """
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_data(cfg)
+    work = _Work(cfg, out, ds, device)
+    x_tr, y_tr = ds.x_train.to(device), ds.y_train.to(device)
+    x_te, y_te = ds.x_test.to(device), ds.y_test.to(device)
+    if cfg.n_test is not None:
+        x_te, y_te = x_te[:cfg.n_test], y_te[:cfg.n_test]
+    n_att = cfg.attnet_train_size or x_tr.shape[0]
+    x_att, y_att = x_tr[:n_att], y_tr[:n_att]
+
+    t = time.perf_counter()
+    u0, info = obtain_model(cfg, ds, out, device, progress=progress)
+    u0.eval()
+    work.timings["train_u0_s"] = time.perf_counter() - t if info.get("source") == "trained" \
+        else 0.0
+
+    defenses: dict[str, nn.Module] = {}
+    if "clean" in cfg.defenses or "cat-mouse" in cfg.defenses:
+        defenses["u0"] = u0
+
+    # ---- cat-and-mouse
+    cm_models = [u0]
+    stages = _stages(cfg)
+    bar = iter(progress(range(len(stages)), "paper2 training", len(stages)))
+    if "cat-mouse" in cfg.defenses:
+        for k in range(1, cfg.rounds + 1):
+            prev = cm_models[-1]
+
+            def make_round(k: int = k, prev: nn.Module = prev) -> nn.Module:
+                return cat_and_mouse_round(
+                    prev, x_tr, y_tr, eta=cfg.eta,
+                    config=TrainConfig(epochs=cfg.round_epochs, batch_size=cfg.batch_size,
+                                       lr=cfg.lr),
+                    warm_start=cfg.warm_start, with_clean=cfg.with_clean,
+                    make_model=lambda: work.new_classifier(f"u{k}"),
+                    generator=_generator(cfg.seed, f"u{k}"),
+                )
+
+            cm_models.append(work.classifier(f"u{k}", make_round))
+            defenses[f"u{k}"] = cm_models[-1]
+            next(bar, None)
+
+    # ---- other trained defenses, fine-tuned from u_0
+    curves: dict[str, Any] = {}
+    tc = TrainConfig(epochs=cfg.adv_epochs, batch_size=cfg.batch_size, lr=cfg.lr)
+    if "adv-online" in cfg.defenses:
+        def make_adv() -> nn.Module:
+            m = copy.deepcopy(u0)
+            h = adversarial_training(m, x_tr, y_tr, cfg.eta, tc,
+                                     generator=_generator(cfg.seed, "adv-online"))
+            work.store.put("curve-adv-online", {"loss": h.loss})
+            return m
+        defenses["adv-online"] = work.classifier("adv-online", make_adv)
+        next(bar, None)
+    for name, form in (("sens-fgsm", "fgsm"), ("sens-first-order", "first-order")):
+        if name not in cfg.defenses:
+            continue
+
+        def make_sens(name: str = name, form: str = form) -> nn.Module:
+            m = copy.deepcopy(u0)
+            h = sens_fgsm_train(
+                m, x_tr, y_tr, cfg.eta,
+                TrainConfig(epochs=cfg.sens_epochs, batch_size=cfg.batch_size, lr=cfg.lr),
+                form=form, surrogate=cfg.sens_surrogate, tau=cfg.sens_tau,  # type: ignore
+                generator=_generator(cfg.seed, name),
+            )
+            work.store.put(f"curve-{name}", {"loss": h.loss})
+            return m
+        defenses[name] = work.classifier(name, make_sens)
+        next(bar, None)
+
+    game_attnets: dict[str, nn.Module] = {}
+    for name, leader, rho in (("minimax", "min", 0.0), ("maximin", "max", 0.0),
+                              ("minimax-sens", "min", cfg.minimax_rho)):
+        if name not in cfg.defenses:
+            continue
+        model_path = work.models / f"{name}.pt"
+        with _seeded_init(cfg.seed, f"{name}-attnet"):
+            attnet = build_attnet("mlp", ds.input_shape, hidden=cfg.attnet_hidden).to(device)
+        if model_path.is_file() and _load_state(work.models / f"{name}-attnet.state.pt",
+                                                attnet, device):
+            model, _ = load_checkpoint(model_path, map_location=device)
+        else:
+            model = copy.deepcopy(u0)
+            ts = time.perf_counter()
+            hist = learned_minimax(
+                model, attnet, x_tr, y_tr, cfg.eta, leader=leader,  # type: ignore[arg-type]
+                iterations=cfg.minimax_iterations,
+                k_min=1 if leader == "min" else cfg.minimax_k,
+                k_max=cfg.minimax_k if leader == "min" else 1,
+                lr_min=cfg.minimax_lr, lr_max=cfg.attnet_lr, batch_size=cfg.batch_size,
+                rho=rho, generator=_generator(cfg.seed, name),
+            )
+            work.timings[f"train_{name}_s"] = time.perf_counter() - ts
+            work.store.put(f"curve-{name}", {
+                "min_objective": hist.min_objective, "max_objective": hist.max_objective,
+                "value": hist.value,
+            })
+            _save_state(work.models / f"{name}-attnet.state.pt", attnet, {"key": name})
+            save_checkpoint(model_path, model, arch=cfg.arch, input_shape=ds.input_shape,
+                            num_classes=ds.num_classes, kwargs=cfg.arch_kwargs(),
+                            meta={"key": name})
+        defenses[name] = model
+        game_attnets[name] = attnet
+        next(bar, None)
+
+    if "reformer" in cfg.defenses:
+        with _seeded_init(cfg.seed, "reformer"):
+            ae = build_autoencoder("cnn", ds.input_shape).to(device) \
+                if len(ds.input_shape) == 3 and ds.input_shape[1] % 2 == 0 \
+                and ds.input_shape[2] % 2 == 0 \
+                else build_autoencoder("mlp", ds.input_shape).to(device)
+
+        def fit_ae(m: nn.Module) -> None:
+            c = train_autoencoder(m, x_tr, epochs=cfg.reformer_epochs,
+                                  batch_size=cfg.batch_size, lr=cfg.lr,
+                                  noise_std=cfg.reformer_noise,
+                                  generator=_generator(cfg.seed, "reformer"))
+            work.store.put("curve-reformer", {"mse": c})
+        work.module("reformer-autoencoder", ae, fit_ae)
+        defenses["reformer"] = ReformedClassifier(ae, u0).eval()
+        next(bar, None)
+    for _ in bar:
+        pass
+    for m in defenses.values():
+        for p in m.parameters():
+            p.requires_grad_(False)
+
+    # ---- evaluation
+    te = time.perf_counter()
+    cells = _evaluate(cfg, work, defenses, game_attnets, x_att, y_att, x_te, y_te, progress)
+    work.timings["evaluate_s"] = time.perf_counter() - te
+    cm = cat_and_mouse_errors(cm_models, x_te, y_te, cfg.eta) if len(cm_models) > 1 else None
+    fgsm_j = [fgsm_examples(m, x_te, y_te, cfg.eta) for m in cm_models[:-1]] \
+        if len(cm_models) > 1 else []
+    cm_others = {d: [error_rate(m, xa, y_te) for xa in fgsm_j]
+                 for d, m in defenses.items() if not _is_round(d)}
+    agreement = _sign_agreement(x_te, fgsm_j + ([fgsm_examples(cm_models[-1], x_te, y_te,
+                                                              cfg.eta)] if cm else []))
+    for name in ("adv-online", "sens-fgsm", "sens-first-order", "minimax", "maximin",
+                 "minimax-sens", "reformer"):
+        got = work.store.get(f"curve-{name}")
+        if got is not None:
+            curves[name] = got
+
+    res = base_results("paper2", cfg, cfg.seed)
+    res["timings"].update(work.timings)
+    _tables(cfg, ds, res, cells, cm, cm_others, x_te.shape[0])
+    _data(cfg, res, cells, cm, cm_others, agreement, curves, info, x_te.shape[0], work)
+    res["summary"] = _summary(cfg, res, cells, cm, agreement, x_te.shape[0])
+    _figures(cfg, out, res, cells, cm, curves)
+    finish(out, res, t0)
+    return res
+
+
+def _stages(cfg: Paper2Config) -> list[str]:
+    names = [f"u{k}" for k in range(1, cfg.rounds + 1)] if "cat-mouse" in cfg.defenses else []
+    return names + [d for d in DEFENSES[2:] if d in cfg.defenses]
+
+
+def _is_round(name: str) -> bool:
+    return name[0] == "u" and name[1:].isdigit()
+
+
+# --------------------------------------------------------------------------- evaluation
+
+ATTACK_COLUMNS = ("clean", "FGSM-curr", "PGD", "AttNet-MLP", "AttNet-CNN", "AttNet-minimax",
+                  "worst case")
+
+
+def _evaluate(
+    cfg: Paper2Config, work: _Work, defenses: dict[str, nn.Module],
+    game_attnets: dict[str, nn.Module], x_att: torch.Tensor, y_att: torch.Tensor,
+    x_te: torch.Tensor, y_te: torch.Tensor, progress: Progress,
+) -> dict[str, dict[str, Any]]:
+    """Per defense and attack: error rate and per-example error flags (worst cases ORed).
+
+    Returns ``{defense: {attack: {"error": float, "flags": str, ...}}}``.
+    """
+    jobs: list[tuple[str, str, int]] = []
+    for d in defenses:
+        jobs += [(d, "clean", 0), (d, "FGSM-curr", 0), (d, "PGD", 0)]
+        jobs += [(d, "AttNet-MLP", r) for r in range(cfg.attnet_restarts)]
+        jobs += [(d, "AttNet-CNN", r) for r in range(cfg.cnn_attnet_restarts)]
+        if "minimax" in game_attnets:
+            jobs.append((d, "AttNet-minimax", 0))
+        if d in game_attnets:
+            jobs.append((d, "own", 0))
+    raw: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for d, attack, r in progress(jobs, "paper2 evaluation", len(jobs)):
+        key = f"eval-{d}-{attack}-{r}"
+        model = defenses[d]
+
+        def compute(d: str = d, attack: str = attack, r: int = r,
+                    model: nn.Module = model) -> dict[str, Any]:
+            ts = time.perf_counter()
+            extra: dict[str, Any] = {}
+            if attack == "clean":
+                flags = _errors(model, x_te, y_te)
+            elif attack == "FGSM-curr":
+                flags = _errors(model, _batched(lambda xb, yb: fgm(model, xb, yb, cfg.eta,
+                                                                   "inf"), x_te, y_te), y_te)
+            elif attack == "PGD":
+                g = _generator(cfg.seed, f"pgd-{d}", x_te.device)
+                flags = _errors(model, _batched(
+                    lambda xb, yb: pgd(model, xb, yb, cfg.eta, "inf", steps=cfg.pgd_steps,
+                                       generator=g), x_te, y_te), y_te)
+            elif attack == "AttNet-minimax":
+                flags = _errors(model, attnet_examples(game_attnets["minimax"], x_te, cfg.eta),
+                                y_te)
+            elif attack == "own":
+                z = attnet_examples(game_attnets[d], x_te, cfg.eta)
+                flags = _errors(model, z, y_te)
+                with torch.no_grad():
+                    extra = {"saturation": _saturation(game_attnets[d], x_te),
+                             "payoff": float(_batched(
+                        lambda zb, yb: nn.functional.cross_entropy(
+                            model(zb), yb, reduction="none"), z, y_te).mean())}
+            else:
+                kind = "mlp" if attack == "AttNet-MLP" else "cnn"
+                with _seeded_init(cfg.seed, f"{attack}-{d}-{r}"):
+                    net = build_attnet(kind, x_te.shape[1:], **(
+                        {"hidden": cfg.attnet_hidden} if kind == "mlp" else {}))
+                net = net.to(x_te.device)
+                h = train_attnet(net, model, x_att, y_att, cfg.eta, epochs=cfg.attnet_epochs,
+                                 batch_size=cfg.batch_size, lr=cfg.attnet_lr,
+                                 generator=_generator(cfg.seed, f"{attack}-{d}-{r}"))
+                flags = _errors(model, attnet_examples(net, x_te, cfg.eta), y_te)
+                extra = {"train_objective": h.loss, "train_error": h.error,
+                         "saturation": _saturation(net, x_te)}
+            return {"error": float(flags.float().mean()), "flags": _flags_to_str(flags),
+                    "seconds": time.perf_counter() - ts, **extra}
+
+        raw.setdefault((d, attack), []).append(work.store.get_or_compute(key, compute))
+
+    cells: dict[str, dict[str, Any]] = {}
+    for (d, attack), units in raw.items():
+        flags = torch.stack([_str_to_flags(u["flags"]) for u in units]).any(dim=0)
+        cells.setdefault(d, {})[attack] = {
+            "error": float(flags.float().mean()), "flags": flags,
+            "restarts": [u["error"] for u in units],
+            "seconds": sum(float(u.get("seconds", 0.0)) for u in units),
+            **({"payoff": units[0]["payoff"]} if "payoff" in units[0] else {}),
+            "saturation": [u["saturation"] for u in units if "saturation" in u],
+        }
+    for row in cells.values():
+        worst = torch.stack([c["flags"] for a, c in row.items() if a != "clean"]).any(dim=0)
+        row["worst case"] = {"error": float(worst.float().mean()), "flags": worst,
+                             "restarts": [], "seconds": 0.0}
+    return cells
+
+
+@torch.no_grad()
+def _saturation(attnet: nn.Module, x: torch.Tensor) -> float:
+    """Fraction of outputs |tanh(a(x; v))| > 0.99: where the attacker's gradient vanishes."""
+    attnet.eval()
+    return float(_batched(lambda xb, _yb: (attnet(xb).abs() > 0.99).flatten(1).float(),
+                          x, x.new_zeros(x.shape[0])).mean())
+
+
+def _batched(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
+             y: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch_size], y[i:i + batch_size])
+                      for i in range(0, x.shape[0], batch_size)])
+
+
+def _sign_agreement(x: torch.Tensor, attacks: list[torch.Tensor]) -> dict[str, float | None]:
+    """Mean fraction of pixels where the FGSM-j and FGSM-(j+lag) perturbations agree in sign.
+
+    Only pixels that both perturbations move are counted (clipping at the box leaves some
+    at 0). Lag 2 close to 1 with lag 1 low is the period-2 alternation of the attacker.
+    """
+    out: dict[str, float | None] = {}
+    for lag in (1, 2):
+        vals = []
+        for j in range(len(attacks) - lag):
+            a = torch.sign(attacks[j] - x)
+            b = torch.sign(attacks[j + lag] - x)
+            both = (a != 0) & (b != 0)
+            if bool(both.any()):
+                vals.append(float(((a == b) & both).sum() / both.sum()))
+        out[f"lag{lag}"] = sum(vals) / len(vals) if vals else None
+    return out
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _label(d: str) -> str:
+    return {"u0": "u0 (clean)", "adv-online": "online adv. training (FGSM)",
+            "sens-fgsm": "Sens-FGSM", "sens-first-order": "Sens-FGSM first-order",
+            "minimax": "minimax", "maximin": "maximin",
+            "minimax-sens": "minimax + sensitivity penalty",
+            "reformer": "reformer (autoencoder + u0)"}.get(d, d)
+
+
+def _diff_tol(rates: list[float], n: int) -> float:
+    """Two standard errors of the difference of two error rates near their mean, each
+    measured on n examples: differences below this are treated as noise."""
+    p = sum(rates) / len(rates) if rates else 0.5
+    return 2.0 * math.sqrt(2.0 * max(p * (1 - p), 1.0 / n) / n)
+
+
+def _compare(a: float, b: float, n: int) -> str:
+    """'beats' / 'matches' / 'is worse than': error a against error b, noise-aware."""
+    tol = _diff_tol([a, b], n)
+    return "beats" if a < b - tol else ("is worse than" if a > b + tol else "matches")
+
+
+def _oscillation(cm: Any, n: int) -> dict[str, Any]:
+    """Oscillation of the cat-and-mouse, decided from E: rows over the attacks FGSM-1..(k+1)
+    and the FGSM-curr series over rounds."""
+    rows = []
+    for k, row in enumerate(cm.error):
+        series = row[:k + 1]
+        if len(series) >= 3:
+            o = detect_oscillation(series, _diff_tol(series, n))
+            rows.append({"model": f"u{k}", "series": series, "oscillates": o.oscillates,
+                         "sign_changes": o.sign_changes, "period": o.period,
+                         "amplitude": o.amplitude})
+    curr = detect_oscillation(cm.fgsm_curr, _diff_tol(cm.fgsm_curr, n))
+    clean = detect_oscillation(cm.clean, _diff_tol(cm.clean, n))
+    return {"rows": rows, "fgsm_curr": curr, "clean": clean,
+            "rows_oscillating": sum(r["oscillates"] for r in rows), "rows_tested": len(rows)}
+
+
+def _tables(cfg: Paper2Config, ds: Dataset, res: dict[str, Any],
+            cells: dict[str, dict[str, Any]], cm: Any, cm_others: dict[str, list[float]],
+            n: int) -> None:
+    where = f"{ds.name}, {n} test images, L-inf eta={cfg.eta:g}"
+    if cm is not None:
+        k_max = len(cm.error) - 1
+        cols = ["model", "clean"] + [f"FGSM-{j}" for j in range(1, k_max + 1)] + ["FGSM-curr"]
+        rows: list[list[Any]] = []
+        for k in range(k_max + 1):
+            rows.append([f"u{k}", cm.clean[k], *cm.error[k][:k_max], cm.fgsm_curr[k]])
+        for d, errs in cm_others.items():
+            if d in cells and d != "u0":
+                rows.append([_label(d), cells[d]["clean"]["error"], *errs,
+                             cells[d]["FGSM-curr"]["error"]])
+        res["tables"].append({
+            "name": "cat_and_mouse",
+            "title": "Cat-and-mouse: test error of u_k on FGSM-j examples",
+            "caption": f"E[k][j] = test error of u_k on FGSM-j (FGSM against u_(j-1)); "
+                       f"FGSM-curr = FGSM against the evaluated model; {where}. u_k "
+                       f"{'warm-started from' if cfg.warm_start else 'retrained from scratch'}"
+                       f" u_(k-1), {cfg.round_epochs} epochs on FGSM-k "
+                       f"{'plus clean data' if cfg.with_clean else 'only'}. Rows below u_K: "
+                       "the other defenses against the same fixed FGSM-j examples.",
+            "columns": cols, "rows": rows,
+        })
+    attacks = [a for a in ATTACK_COLUMNS if any(a in row for row in cells.values())]
+    res["tables"].append({
+        "name": "defense_attack",
+        "title": "Every defense against every attack (test error)",
+        "caption": f"Error rate under attack, {where}. FGSM-curr: FGSM against the defense "
+                   f"itself; PGD: {cfg.pgd_steps} steps, random start; AttNet-MLP: "
+                   f"{cfg.attnet_restarts} fresh MLP AttNet(s) {list(cfg.attnet_hidden)} "
+                   f"trained {cfg.attnet_epochs} epochs against the frozen defense, worst case"
+                   f" per example; AttNet-CNN: {cfg.cnn_attnet_restarts} fresh convolutional "
+                   "AttNet(s) (other architecture); AttNet-minimax: the minimax game's own "
+                   "attacker, transferred; worst case: any attack succeeds.",
+        "columns": ["defense"] + attacks,
+        "rows": [[_label(d)] + [row[a]["error"] if a in row else None for a in attacks]
+                 for d, row in cells.items()],
+    })
+    games = [d for d in ("minimax", "maximin", "minimax-sens") if d in cells]
+    if games:
+        res["tables"].append({
+            "name": "minimax_maximin",
+            "title": "Minimax vs maximin: payoff and worst-case errors",
+            "caption": f"{where}. Payoff = mean cross-entropy f(u, v) on the test set against "
+                       "the game's own attacker v; errors against that v, against fresh "
+                       "AttNets trained from scratch on the final defense (the attacker's "
+                       "best response, worst case over restarts), and over all attacks.",
+            "columns": ["solution", "payoff f(u,v)", "error vs own v", "fresh AttNet-MLP",
+                        "fresh AttNet-CNN", "PGD", "worst case", "clean"],
+            "rows": [[_label(d), cells[d]["own"]["payoff"], cells[d]["own"]["error"],
+                      cells[d]["AttNet-MLP"]["error"],
+                      cells[d].get("AttNet-CNN", {}).get("error"), cells[d]["PGD"]["error"],
+                      cells[d]["worst case"]["error"], cells[d]["clean"]["error"]]
+                     for d in games],
+        })
+
+
+def _data(cfg: Paper2Config, res: dict[str, Any], cells: dict[str, dict[str, Any]], cm: Any,
+          cm_others: dict[str, list[float]], agreement: dict[str, float | None],
+          curves: dict[str, Any], info: dict[str, Any], n: int, work: _Work) -> None:
+    data: dict[str, Any] = {
+        "n_test": n, "u0": {k: v for k, v in info.items() if k != "loss_curve"},
+        "defense_attack": {d: {a: {k: v for k, v in c.items() if k != "flags"}
+                               for a, c in row.items()} for d, row in cells.items()},
+        "fgsm_sign_agreement": agreement, "curves": curves,
+        "work_dir": str(work.dir),
+    }
+    if cm is not None:
+        osc = _oscillation(cm, n)
+        data["cat_and_mouse"] = {
+            "error": cm.error, "clean": cm.clean, "fgsm_curr": cm.fgsm_curr,
+            "others_on_fgsm_j": cm_others,
+            "oscillation": {**osc, "fgsm_curr": osc["fgsm_curr"].__dict__,
+                            "clean": osc["clean"].__dict__},
+        }
+    res["data"] = data
+
+
+def _summary(cfg: Paper2Config, res: dict[str, Any], cells: dict[str, dict[str, Any]],
+             cm: Any, agreement: dict[str, float | None], n: int) -> list[str]:
+    out: list[str] = []
+    err = {d: {a: c["error"] for a, c in row.items()} for d, row in cells.items()}
+    rounds = [d for d in cells if _is_round(d) and d != "u0"]
+    if cm is not None:
+        osc = res["data"]["cat_and_mouse"]["oscillation"]
+        last = cm.error[-1]
+        k = len(cm.error) - 1
+        pattern = ", ".join(f"{v:.2f}" for v in last)
+        if osc["rows_oscillating"]:
+            periods = [r["period"] for r in osc["rows"] if r["period"] is not None]
+            per = f" with period about {sum(periods) / len(periods):.1f} rounds" if periods \
+                else ""
+            out.append(
+                f"Cat-and-mouse oscillates: in {osc['rows_oscillating']} of "
+                f"{osc['rows_tested']} models u_k the error over the successive attacks "
+                f"FGSM-1..FGSM-(k+1) goes up and down{per} (u{k}: {pattern}).")
+        else:
+            out.append(f"Cat-and-mouse shows no significant oscillation of the errors over "
+                       f"the successive attacks (u{k} on FGSM-1..FGSM-{k + 1}: {pattern}).")
+        if agreement.get("lag1") is not None and agreement.get("lag2") is not None:
+            out.append(
+                f"Successive FGSM attacks FGSM-j and FGSM-(j+1) agree on "
+                f"{agreement['lag1']:.0%} of the perturbed pixels' signs, FGSM-j and "
+                f"FGSM-(j+2) on {agreement['lag2']:.0%}.")
+        fc = osc["fgsm_curr"]
+        out.append(
+            f"FGSM-curr error over rounds u0..u{k}: "
+            + ", ".join(f"{v:.2f}" for v in cm.fgsm_curr)
+            + (" (oscillating)." if fc["oscillates"] else
+               f" (no significant oscillation: {fc['sign_changes']} direction changes).")
+            + f" Clean error rises from {cm.clean[0]:.3f} (u0) to "
+              f"{max(cm.clean[1:]):.3f} at worst among u1..u{k}.")
+    if rounds:
+        best_curr = min(rounds, key=lambda d: err[d]["FGSM-curr"])
+        best_att = min(rounds, key=lambda d: err[d]["AttNet-MLP"])
+        for d in ("sens-fgsm", "sens-first-order", "minimax", "minimax-sens", "adv-online"):
+            if d not in err:
+                continue
+            cmp_c = _compare(err[d]["FGSM-curr"], err[best_curr]["FGSM-curr"], n)
+            cmp_a = _compare(err[d]["AttNet-MLP"], err[best_att]["AttNet-MLP"], n)
+            out.append(
+                f"{_label(d)}: FGSM-curr error {err[d]['FGSM-curr']:.3f} ({cmp_c} the best "
+                f"u_k, {best_curr} {err[best_curr]['FGSM-curr']:.3f}); fresh-AttNet error "
+                f"{err[d]['AttNet-MLP']:.3f} ({cmp_a} the best u_k, {best_att} "
+                f"{err[best_att]['AttNet-MLP']:.3f}); clean error {err[d]['clean']:.3f}.")
+    if "minimax" in err and "maximin" in err:
+        a, b = err["minimax"]["AttNet-MLP"], err["maximin"]["AttNet-MLP"]
+        own_a, own_b = cells["minimax"]["own"], cells["maximin"]["own"]
+        out.append(
+            f"Against fresh AttNets the minimax defense errs {a:.3f} and the maximin defense "
+            f"{b:.3f} (minimax {_compare(a, b, n)} maximin); against their own game "
+            f"attacker {own_a['error']:.3f} vs {own_b['error']:.3f}, test payoff f(u, v) "
+            f"{own_a['payoff']:.3f} vs {own_b['payoff']:.3f}; "
+            + ("the game's attacker is far from a best response (fresh AttNets reach "
+               f"{a:.3f} against the minimax defense), "
+               if a > own_a["error"] + _diff_tol([a, own_a["error"]], n) else "")
+            + f"{own_a['saturation'][0]:.0%} of the minimax attacker's tanh outputs are "
+              "saturated (|tanh| > 0.99).")
+    trans = [d for d in ("minimax", "maximin", "minimax-sens", "sens-fgsm", "adv-online")
+             if d in err and "AttNet-CNN" in err[d]]
+    if trans:
+        parts = [f"{_label(d)} {err[d]['AttNet-MLP']:.3f} -> {err[d]['AttNet-CNN']:.3f}"
+                 for d in trans]
+        verdict = [_compare(err[d]["AttNet-CNN"], err[d]["AttNet-MLP"], n) for d in trans]
+        out.append(
+            "Transfer to another attack-network architecture (fresh MLP AttNet error -> fresh "
+            "convolutional AttNet error): " + "; ".join(parts)
+            + f". The convolutional AttNets are weaker (lower error) on "
+              f"{verdict.count('beats')}, as strong on {verdict.count('matches')} and "
+              f"stronger on {verdict.count('is worse than')} of {len(trans)} defenses.")
+    if "minimax" in cells and "AttNet-minimax" in next(iter(cells.values())):
+        fooled = [d for d in err if err[d].get("AttNet-minimax", 0) > 0.5]
+        out.append(
+            "The minimax game's own attacker, applied to the other defenses, exceeds 50% "
+            f"error on {len(fooled)} of {len(err)} defenses.")
+    if err:
+        pgd_min = min(err.values(), key=lambda r: r["PGD"])
+        best = min(err, key=lambda d: err[d]["worst case"])
+        out.append(
+            f"PGD-{cfg.pgd_steps} at eta={cfg.eta:g} leaves every defense at >= "
+            f"{pgd_min['PGD']:.3f} error; the best worst-case error over all attacks is "
+            f"{err[best]['worst case']:.3f} ({_label(best)}).")
+    if "reformer" in err:
+        r = err["reformer"]
+        out.append(
+            f"The reformer (autoencoder + u0) has clean error {r['clean']:.3f}, white-box "
+            f"FGSM error {r['FGSM-curr']:.3f} and PGD error {r['PGD']:.3f}.")
+    return out
+
+
+def _figures(cfg: Paper2Config, out: Path, res: dict[str, Any],
+             cells: dict[str, dict[str, Any]], cm: Any, curves: dict[str, Any]) -> None:
+    try:
+        from advgame import plots
+    except ImportError:
+        return
+    if cm is not None:
+        k = len(cm.error) - 1
+        cols = [f"FGSM-{j}" for j in range(1, k + 2)]
+        plots.heatmap(out / "cat_and_mouse.png", cm.error, [f"u{i}" for i in range(k + 1)],
+                      cols, title="Cat-and-mouse test error E[k][j]",
+                      xlabel="attack (FGSM-j: against u_(j-1))", ylabel="model",
+                      vmin=0.0, vmax=1.0, colorbar_label="test error")
+        res["figures"].append({"name": "cat_and_mouse", "file": "cat_and_mouse.png",
+                               "caption": "Test error of u_k (rows) on FGSM-j examples "
+                                          "(columns); the diagonal+1 column is FGSM-curr."})
+        plots.convergence(
+            out / "fgsm_curr.png", list(range(k + 1)),
+            {"FGSM-curr error": cm.fgsm_curr, "clean error": cm.clean,
+             "error on FGSM-1": [r[0] for r in cm.error],
+             "error on FGSM-k (own training attack)": [r[max(i - 1, 0)] for i, r in
+                                                       enumerate(cm.error)]},
+            title="Cat-and-mouse over rounds", xlabel="round k (model u_k)",
+            ylabel="test error", logx=False, logy=False)
+        res["figures"].append({"name": "fgsm_curr", "file": "fgsm_curr.png",
+                               "caption": "FGSM-curr, clean error and errors on fixed FGSM "
+                                          "attacks over the cat-and-mouse rounds."})
+    games = {d: curves[d] for d in ("minimax", "maximin", "minimax-sens") if d in curves}
+    if games:
+        iters = len(next(iter(games.values()))["value"])
+        series: dict[str, list[float]] = {}
+        w = max(1, iters // 50)
+        for d, c in games.items():
+            series[f"{d}: defender objective"] = _smooth(c["min_objective"], w)
+            series[f"{d}: attacker objective"] = _smooth(c["max_objective"], w)
+        plots.convergence(out / "minimax_curves.png", list(range(1, iters + 1)), series,
+                          title="Minimax / maximin objective curves",
+                          xlabel="outer iteration", ylabel="cross-entropy f(u, v) "
+                          f"(moving mean over {w})", logx=False, logy=False)
+        res["figures"].append({"name": "minimax_curves", "file": "minimax_curves.png",
+                               "caption": "Both players' mini-batch objectives per outer "
+                                          "iteration (defender: descent steps, with the "
+                                          "penalty for minimax-sens; attacker: ascent "
+                                          "steps)."})
+    attacks = [a for a in ATTACK_COLUMNS if all(a in row for row in cells.values())]
+    if cells and attacks:
+        plots.heatmap(out / "defense_attack.png",
+                      [[cells[d][a]["error"] for a in attacks] for d in cells],
+                      [_label(d) for d in cells], attacks,
+                      title="Test error: defense x attack", xlabel="attack",
+                      ylabel="defense", vmin=0.0, vmax=1.0, colorbar_label="test error",
+                      cmap="magma")
+        res["figures"].append({"name": "defense_attack", "file": "defense_attack.png",
+                               "caption": "Error rate of every defense (rows) under every "
+                                          "attack (columns)."})
+
+
+def _smooth(v: list[float], w: int) -> list[float]:
+    out, acc = [], 0.0
+    for i, x in enumerate(v):
+        acc += x
+        if i >= w:
+            acc -= v[i - w]
+        out.append(acc / min(i + 1, w))
+    return out
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_command: Any,
+                 common_args: Any) -> None:
+    """Add ``advgame paper2`` to the command line (called by ``advgame.cli``)."""
+
+    def add(sub: Any, name: str) -> None:
+        from argparse import BooleanOptionalAction
+
+        from advgame.cli import _data_args, _floats, _model_args
+
+        p = sub.add_parser(name, help="S2: cat-and-mouse, Sens-FGSM, minimax/maximin, "
+                           "cross-evaluation of defenses and attacks")
+        common_args(p, "runs/paper2")
+        _data_args(p)
+        _model_args(p)
+        p.add_argument("--eta", type=_floats, default=None, help="L-inf budget (default 0.3)")
+        p.add_argument("--rounds", type=int, default=None, help="cat-and-mouse rounds K")
+        p.add_argument("--round-epochs", dest="round_epochs", type=int, default=None)
+        p.add_argument("--warm-start", dest="warm_start", action=BooleanOptionalAction,
+                       default=None, help="u_k starts from u_(k-1) (default) or from scratch")
+        p.add_argument("--with-clean", dest="with_clean", action=BooleanOptionalAction,
+                       default=None, help="u_k also trains on clean data")
+        p.add_argument("--sens-epochs", dest="sens_epochs", type=int, default=None)
+        p.add_argument("--sens-surrogate", dest="sens_surrogate", default=None,
+                       help="tanh (default) or normalized")
+        p.add_argument("--minimax-iterations", dest="minimax_iterations", type=int,
+                       default=None)
+        p.add_argument("--minimax-k", dest="minimax_k", type=int, default=None,
+                       help="follower steps per leader step")
+        p.add_argument("--minimax-rho", dest="minimax_rho", type=_floats, default=None)
+        p.add_argument("--attnet-epochs", dest="attnet_epochs", type=int, default=None)
+        p.add_argument("--attnet-restarts", dest="attnet_restarts", type=int, default=None)
+        p.add_argument("--cnn-attnet-restarts", dest="cnn_attnet_restarts", type=int,
+                       default=None)
+        p.add_argument("--pgd-steps", dest="pgd_steps", type=int, default=None)
+        p.add_argument("--n-test", dest="n_test", type=int, default=None)
+        p.add_argument("--defenses", nargs="+", default=None,
+                       help="subset of: " + ", ".join(DEFENSES))
+
+    def run(args: Any) -> Any:
+        return run_config_command(args, Paper2Config, run_paper2, QUICK)
+
+    extra["paper2"] = add
+    runners["paper2"] = run
