@@ -307,6 +307,12 @@ def solve_zero_sum(
         ``"auto"`` (default): ``"interior-point"`` when min(m, n) >= 64, else
             ``"highs"``.
 
+    Note: the interior-point route makes a few dozen BLAS calls per iteration. On an
+    oversubscribed machine (more busy threads than cores) multi-threaded OpenBLAS can
+    make them orders of magnitude slower; limit BLAS to one thread there
+    (``OPENBLAS_NUM_THREADS=1`` or ``threadpoolctl.threadpool_limits(1)``), or use
+    ``method="highs"``.
+
     Games with a pure saddle point (max_i min_j A_ij == min_j max_i A_ij) are answered
     directly with the lowest-index saddle point. Results are deterministic; when the
     equilibrium is not unique, the returned one is a basic (vertex) or support-solve
