@@ -387,3 +387,15 @@ def test_solvers_module_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_restricted_lp_fallback_grows_to_the_full_equilibrium() -> None:
+    # The route taken when the interior point finds no square support: HiGHS on a
+    # restricted game plus row/column generation; started here from a single cell.
+    from advgame.game.solvers import _restricted_highs_equilibrium
+
+    a = np.random.default_rng(9).random((40, 50))
+    b = 1.0 + (a - a.min()) / np.ptp(a)
+    p, q = _restricted_highs_equilibrium(b, np.array([0]), np.array([0]), 1e-10)
+    assert exploitability(a, p, q) <= 1e-9
+    assert p @ a @ q == pytest.approx(solve_zero_sum(a).value, abs=1e-9)
