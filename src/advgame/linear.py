@@ -11,11 +11,14 @@ ball by sign(w(x).z + b(x)). Labels in that game are y in {-1, +1} (class 1 is +
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from advgame.errors import InputError
-from advgame.validate import check_tensor
+from advgame.threat import Norm
+from advgame.validate import check_signed_labels, check_tensor
 
 
 def binary_logit(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +77,8 @@ def relu_pattern(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Activation pattern of every ReLU in ``model`` at x: (N, total units) bool.
 
     Two inputs lie in the same activation region iff their patterns are equal (for a
-    network whose only nonlinearities are ``nn.ReLU`` modules).
+    network whose only nonlinearities are ``nn.ReLU`` modules; a model without ReLU is
+    affine, one region, and gets an empty pattern (N, 0)).
     """
     pieces: list[torch.Tensor] = []
 
@@ -82,8 +86,8 @@ def relu_pattern(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         pieces.append((out > 0).reshape(out.shape[0], -1))
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
-    if not handles:
-        raise InputError("model", "has no nn.ReLU modules: activation regions are undefined")
+    if not handles:  # an affine model is one region
+        return torch.zeros((x.shape[0], 0), dtype=torch.bool, device=x.device)
     was_training = model.training
     model.eval()
     try:
@@ -94,3 +98,128 @@ def relu_pattern(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         for h in handles:
             h.remove()
     return torch.cat(pieces, dim=1)
+
+
+@dataclass(frozen=True)
+class LinearityDiagnostics:
+    """Per-point checks of the locally linear model at one eps (SPEC section 1).
+
+    All fields are (N,) bool tensors, with y in {-1, +1} and (w, b) the linearization at x:
+
+    Attributes:
+        same_region: the FGM point x_fgm lies in the activation region of x (so the
+            network equals its linearization there).
+        labels_agree: at x_fgm the linearized label sign(w.x_fgm + b) equals the network's.
+        linear_robust: the linearized game says no attack in the ball flips the point:
+            the linear margin at the worst point of ball ∩ box is > 0.
+        pgd_robust: the network is still correct under PGD.
+        pgd_disagrees: ``linear_robust != pgd_robust`` — the linear model and PGD disagree
+            on whether the ball contains an adversarial point.
+        sampled_disagree: at some sampled point of the ball (uniform samples, the FGM
+            segment and the PGD path) the linearized and true labels differ — the ball
+            meets a part of the decision boundary that the hyperplane of x does not model.
+        faithful: labels_agree & ~pgd_disagrees & ~sampled_disagree.
+    """
+
+    same_region: torch.Tensor
+    labels_agree: torch.Tensor
+    linear_robust: torch.Tensor
+    pgd_robust: torch.Tensor
+    pgd_disagrees: torch.Tensor
+    sampled_disagree: torch.Tensor
+    faithful: torch.Tensor
+
+    def fractions(self) -> dict[str, float]:
+        """Mean of every flag (fraction of points)."""
+        return {k: float(getattr(self, k).float().mean()) for k in self.__dataclass_fields__}
+
+
+def worst_linear_margin(
+    w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y_signed: torch.Tensor, eps: float,
+    norm: Norm,
+) -> torch.Tensor:
+    """min over z in B_p(x, eps) ∩ [0,1]^d of y (w.z + b). (N,).
+
+    L-inf: separable per coordinate, exact (z_j = clip(x_j - eps y sign(w_j), 0, 1)).
+    L2: the FGM point clipped to the box, an upper bound on the minimum (exact when the
+    box does not bind: y(w.x + b) - eps ||w||_2).
+    """
+    xf = x.reshape(x.shape[0], -1)
+    s = y_signed.to(w.dtype)[:, None]
+    if norm == "inf":
+        z = (xf - eps * s * w.sign()).clamp(0, 1)
+    else:
+        z = (xf - eps * s * w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(0, 1)
+    return y_signed.to(w.dtype) * ((w * z).sum(1) + b)
+
+
+def linearity_diagnostics(
+    model: nn.Module,
+    x: torch.Tensor,
+    y_signed: torch.Tensor,
+    eps: float,
+    norm: Norm | str | float,
+    *,
+    samples: int = 32,
+    pgd_steps: int = 20,
+    generator: torch.Generator | None = None,
+    batch_size: int = 250,
+) -> LinearityDiagnostics:
+    """How faithful is the locally linear model on the eps-ball around each point?
+
+    For each x_i (label y_i in {-1, +1}) with linearization (w_i, b_i): attack with FGM and
+    PGD, compare activation regions and labels of the network and of its linearization at
+    the FGM point, at ``samples`` uniform points of the ball, along the FGM segment and at
+    every PGD iterate (all inside the box [0, 1]).
+
+    Shape: x (N, ...), y_signed (N,) -> :class:`LinearityDiagnostics` of (N,) bools.
+    """
+    from advgame.attacks import attack_loop, fgm
+    from advgame.threat import clip_box, parse_norm, project, random_in_ball
+
+    p = parse_norm(norm)
+    check_tensor("x", x, min_ndim=2)
+    check_signed_labels("y_signed", y_signed, x.shape[0])
+    out: dict[str, list[torch.Tensor]] = {k: [] for k in LinearityDiagnostics.__dataclass_fields__}
+    for i in range(0, x.shape[0], batch_size):
+        xb, ys = x[i:i + batch_size], y_signed[i:i + batch_size]
+        y01 = ((ys + 1) // 2).long()
+        w, b = linearize(model, xb)
+        n = xb.shape[0]
+
+        def true_logit(z: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return binary_logit(model, z)
+
+        def disagree(z: torch.Tensor, w: torch.Tensor = w, b: torch.Tensor = b) -> torch.Tensor:
+            return (linear_logit(w, b, z) > 0) != (true_logit(z) > 0)
+
+        x_fgm = fgm(model, xb, y01, eps, p)
+        same = (relu_pattern(model, x_fgm) == relu_pattern(model, xb)).all(1)
+        agree = ~disagree(x_fgm)
+        lin_robust = worst_linear_margin(w, b, xb, ys, eps, p) > 0
+        # PGD, one step at a time, so that every iterate of its path is checked
+        sampled = torch.zeros(n, dtype=torch.bool, device=x.device)
+        z = xb
+        step = 2.5 * eps / pgd_steps
+        for _ in range(pgd_steps):
+            z = attack_loop(model, z, y01, eps=eps, norm=p, steps=1, step_size=step,
+                            validate=False)
+            z = clip_box(xb + project(z - xb, eps, p))  # back onto the ball around x
+            sampled |= disagree(z)
+        with torch.no_grad():
+            pgd_ok = true_logit(z) * ys > 0
+        pgd_ok &= ~(true_logit(x_fgm) * ys <= 0)  # worst of FGM and PGD
+        for t in torch.linspace(0, 1, 5)[1:-1].tolist():
+            sampled |= disagree(xb + t * (x_fgm - xb))
+        for _ in range(samples):
+            delta = random_in_ball(xb.shape, eps, p, generator=generator, device=xb.device,
+                                   dtype=xb.dtype)
+            sampled |= disagree(clip_box(xb + delta))
+        pgd_dis = lin_robust != pgd_ok
+        for k, v in (("same_region", same), ("labels_agree", agree),
+                     ("linear_robust", lin_robust), ("pgd_robust", pgd_ok),
+                     ("pgd_disagrees", pgd_dis), ("sampled_disagree", sampled),
+                     ("faithful", agree & ~pgd_dis & ~sampled)):
+            out[k].append(v)
+    return LinearityDiagnostics(**{k: torch.cat(v) for k, v in out.items()})

@@ -1,0 +1,145 @@
+"""`advgame paper1` end to end on tiny data, checked against what the theory makes exact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from advgame.cli import main
+from advgame.errors import InputError
+from advgame.experiments.paper1 import Paper1Config
+from advgame.experiments.s1_eval import Defense, evaluate, game_constraints, vc_gap_bound
+from advgame.linear import linearize
+from advgame.models import LinearModel
+
+TINY = """
+dataset = "{dataset}"
+arch = "{arch}"
+hidden = [16]
+epochs = 8
+n_synthetic = 400
+eps_a = [0.1]
+eps_d = [0.05]
+sweep_eps_a = [0.0, 0.1]
+sweep_eps_d = [0.05]
+n_noise = 64
+pgd_steps = 5
+adaptive_eot = 2
+exact_time_limit = 5.0
+num_maximizers = 2
+restarts = 2
+refine_checks = 3
+convergence_ns = [10, 40]
+convergence_draws = 2
+diag_eps = [0.05, 0.1]
+diag_samples = 2
+certify_n = 100
+certify_n0 = 10
+certify_points = 20
+pairs = "none"
+"""
+
+
+def run_tiny(tmp_path: Path, dataset: str, arch: str) -> dict:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.format(dataset=dataset, arch=arch).replace("n_synthetic = 400\n", ""))
+    out = tmp_path / "out"
+    assert main(["paper1", "--config", str(cfg), "--out", str(out)]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def table(res: dict, prefix: str) -> dict:
+    t = next(t for t in res["tables"] if t["name"].startswith(prefix))
+    return {r[0]: dict(zip(t["columns"][1:], r[1:], strict=True)) for r in t["rows"]}
+
+
+def test_linear_classifier_true_equals_approx(tmp_path: Path) -> None:
+    """For an affine network the linearization is the network: no gap anywhere."""
+    res = run_tiny(tmp_path, "linear", "linear")
+    t1 = table(res, "table1")
+    for name, row in t1.items():
+        if "Gaussian" not in name:  # deterministic defenses: exactly equal
+            assert row["FGM gap"] == 0.0 and row["PGD gap"] == 0.0, name
+            assert row["clean"] == row["clean approx"], name
+    none = next(v for k, v in t1.items() if k.startswith("none"))
+    assert none["FGM true"] == none["FGM approx"]
+    assert none["clean"] == pytest.approx(res["data"]["classifier"]["clean_accuracy"])
+    shift = res["data"]["table1"][0]["shift"]
+    assert shift["count"] >= shift["count_at_zero"]
+    diag = {d["eps"]: d for d in res["data"]["diagnostics"]}
+    # an affine model is faithful everywhere (same hyperplane in the whole ball)
+    assert all(d["labels_agree"] == 1.0 and d["sampled_disagree"] == 0.0 for d in diag.values())
+    assert all(d["same_region"] == 1.0 for d in diag.values())
+    out = tmp_path / "out"
+    for f in res["figures"]:
+        assert (out / f["file"]).stat().st_size > 0
+    html = (out / "report.html").read_text()
+    assert html.count('id="table-') >= len(res["tables"])
+
+
+def test_relu_network_outputs_and_resume(tmp_path: Path) -> None:
+    res = run_tiny(tmp_path, "gaussians", "mlp")
+    names = {t["name"] for t in res["tables"]}
+    assert {"sweep", "convergence", "linearity", "certification", "pairs"} <= names
+    assert any(n.startswith("table1") for n in names)
+    assert {f["name"] for f in res["figures"]} >= {
+        "sweep_eps_a", "sweep_eps_d", "convergence_gap", "convergence_tail", "linearity",
+        "certified"}
+    sweep = {(s["eps_a"], s["eps_d"]): s for s in res["data"]["sweep"]}
+    zero = sweep[(0.0, 0.05)]
+    # without an attack the linearization at x is exact at x
+    assert zero["none_fgm_true"] == zero["none_fgm_approx"]
+    # rerunning the same command resumes from the stored units: identical tables
+    again = run_tiny(tmp_path, "gaussians", "mlp")
+    assert again["tables"] == res["tables"]
+
+
+def test_evaluate_shift_and_payoff_closed_forms() -> None:
+    torch.manual_seed(0)
+    model = LinearModel((3,), 2).double()
+    x = torch.rand(50, 3, dtype=torch.float64)
+    w, b = linearize(model, x)
+    ys = torch.where(torch.rand(50) > 0.5, 1, -1)
+    v = torch.tensor([[0.05, -0.02, 0.01]], dtype=torch.float64)
+    true, approx = evaluate(Defense("v", "shift", v), model, w, b, x, ys)
+    assert torch.equal(true, approx)
+    expected = ((ys * ((x + v) @ w[0] + b[0])) > 0).double()
+    assert torch.equal(true, expected)
+    # the Gaussian payoff of a linear model is Phi(margin / (sigma ||w||))
+    g = torch.Generator().manual_seed(0)
+    t, a = evaluate(Defense("g", "gaussian_payoff", sigma=0.3), model.float(), w.float(),
+                    b.float(), x.float(), ys, n_noise=4000, generator=g)
+    assert float((t - a).abs().max()) < 0.04
+
+
+def test_game_constraints_match_fgm_margin_drop() -> None:
+    w = torch.tensor([[1.0, -2.0]])
+    b = torch.tensor([0.5])
+    x = torch.tensor([[0.2, 0.1]])
+    ys = torch.tensor([1])
+    a, c = game_constraints(w, b, x, ys, 0.1, "inf")
+    margin = 0.2 - 0.2 + 0.5
+    np.testing.assert_allclose(c, [0.1 * 3.0 - margin])
+    np.testing.assert_allclose(a, [[1.0, -2.0]])
+
+
+def test_vc_bound_decreases_and_is_vacuous_in_high_dimension() -> None:
+    n = np.array([100, 1000, 10_000, 100_000])
+    bound = vc_gap_bound(n, 785)
+    assert np.all(np.diff(bound) < 0)
+    assert bound[0] > 1.0
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(InputError, match="classes"):
+        Paper1Config(classes=(0, 1, 2))
+    with pytest.raises(InputError, match="eps_a"):
+        Paper1Config(eps_a=(-0.1,))
+    with pytest.raises(InputError, match="solver"):
+        Paper1Config(solver="magic")
+    with pytest.raises(InputError, match="norm_d"):
+        Paper1Config(norm_d="1")
