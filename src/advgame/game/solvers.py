@@ -779,7 +779,7 @@ def _regret_matching(
     total = 0.0
     aq = a @ q
     for t in range(1, t_max + 1):
-        pa_old = p @ a
+        pa_old = None if alternating else p @ a
         # defender (maximizer) regrets against q_t
         regret_p += aq - p @ aq
         if plus:
@@ -787,7 +787,7 @@ def _regret_matching(
         p = _regret_strategy(regret_p)
         pa = p @ a
         # attacker (minimizer) regrets against p_(t+1) (alternating) or p_t
-        against = pa if alternating else pa_old
+        against = pa if pa_old is None else pa_old
         regret_q += q @ against - against
         if plus:
             np.maximum(regret_q, 0.0, out=regret_q)
