@@ -149,9 +149,9 @@ def test_sens_fgsm_gradient_matches_finite_differences(relative: bool) -> None:
         for i in range(flat.numel()):
             old = float(flat[i])
             flat[i] = old + h
-            lp = float(loss())
+            lp = float(loss().detach())
             flat[i] = old - h
-            lm = float(loss())
+            lm = float(loss().detach())
             flat[i] = old
             fd = (lp - lm) / (2 * h)
             max_err = max(max_err, abs(fd - float(gp.view(-1)[i])))
@@ -181,9 +181,9 @@ def test_first_order_form_gradient_matches_finite_differences() -> None:
     for i in range(flat.numel()):
         old = float(flat[i])
         flat[i] = old + h
-        lp = float(loss())
+        lp = float(loss().detach())
         flat[i] = old - h
-        lm = float(loss())
+        lm = float(loss().detach())
         flat[i] = old
         assert abs((lp - lm) / (2 * h) - float(gp.view(-1)[i])) < 1e-6
 

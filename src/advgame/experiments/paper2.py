@@ -616,9 +616,17 @@ def _oscillation(cm: Any, n: int) -> dict[str, Any]:
             rows.append({"model": f"u{k}", "series": series, "oscillates": o.oscillates,
                          "sign_changes": o.sign_changes, "period": o.period,
                          "amplitude": o.amplitude})
+    same: list[float] = []
+    other: list[float] = []
+    for k in range(1, len(cm.error)):
+        for j in range(1, k + 1):  # earlier attacks FGSM-1..FGSM-k (u_k trained on FGSM-k)
+            (same if (k - j) % 2 == 0 else other).append(cm.error[k][j - 1])
+    parity = {"same": sum(same) / len(same) if same else None,
+              "other": sum(other) / len(other) if other else None,
+              "n_same": len(same), "n_other": len(other)}
     curr = detect_oscillation(cm.fgsm_curr, _diff_tol(cm.fgsm_curr, n))
     clean = detect_oscillation(cm.clean, _diff_tol(cm.clean, n))
-    return {"rows": rows, "fgsm_curr": curr, "clean": clean,
+    return {"rows": rows, "fgsm_curr": curr, "clean": clean, "parity": parity,
             "rows_oscillating": sum(r["oscillates"] for r in rows), "rows_tested": len(rows)}
 
 
@@ -723,6 +731,16 @@ def _summary(cfg: Paper2Config, res: dict[str, Any], cells: dict[str, dict[str, 
         else:
             out.append(f"Cat-and-mouse shows no significant oscillation of the errors over "
                        f"the successive attacks (u{k} on FGSM-1..FGSM-{k + 1}: {pattern}).")
+        par = osc["parity"]
+        if par["same"] is not None and par["other"] is not None:
+            alternates = par["other"] > par["same"] + _diff_tol([par["same"], par["other"]], n)
+            out.append(
+                f"Each u_k has mean error {par['same']:.3f} on the earlier attacks of its own "
+                f"parity (FGSM-j, j <= k, j = k mod 2) and {par['other']:.3f} on those of "
+                "the other parity: "
+                + ("the attacker alternates between two attack patterns (period 2) and "
+                   "retraining forgets the previous one." if alternates else
+                   "no period-2 alternation of the attacks."))
         if agreement.get("lag1") is not None and agreement.get("lag2") is not None:
             out.append(
                 f"Successive FGSM attacks FGSM-j and FGSM-(j+1) agree on "
