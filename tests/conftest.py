@@ -6,6 +6,12 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+try:
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+except ImportError:  # pragma: no cover
+    pass
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -184,6 +184,12 @@ def _set_threads() -> None:
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
+        try:  # numpy's BLAS too (the zero-sum solvers factorize matrices)
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1)
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            pass
 
 
 def _register_commands() -> None:
