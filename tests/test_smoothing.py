@@ -161,11 +161,15 @@ def test_certify_saturates_far_from_the_boundary(setup) -> None:
 def test_predict_agrees_with_base_far_and_abstains_on_boundary(setup) -> None:
     w, b = setup
     sigma = 0.5
-    signed = torch.tensor([1.0, -1.0, 2.0, -0.6, 0.0, 0.0, 0.0], dtype=DTYPE)
-    x = points_at_distances(w, b, signed, gen(7))
-    pred = predict(linear_binary(w, b), x, sigma, n=2_000, alpha=0.001, generator=gen(8))
-    assert pred[:4].tolist() == [1, 0, 1, 0]
-    assert pred[4:].tolist() == [ABSTAIN] * 3
+    model = linear_binary(w, b)
+    far = points_at_distances(w, b, torch.tensor([1.0, -1.0, 2.0, -0.6], dtype=DTYPE), gen(7))
+    pred = predict(model, far, sigma, n=2_000, alpha=0.001, generator=gen(8))
+    assert pred.tolist() == [1, 0, 1, 0]
+    # On the boundary p_A = 1/2: the test rejects (no abstention) with prob. <= alpha.
+    on = points_at_distances(w, b, torch.zeros(400, dtype=DTYPE), gen(9))
+    pred = predict(model, on, sigma, n=1_000, alpha=0.01, generator=gen(10))
+    rate = float((pred != ABSTAIN).double().mean())
+    assert rate <= 0.01 + 4 * (0.01 * 0.99 / 400) ** 0.5
 
 
 def test_predict_is_the_vote_of_gaussian_counts(setup) -> None:
@@ -220,6 +224,21 @@ def test_results_do_not_depend_on_batch_size(setup, batch_size: int) -> None:
     c_ref, r_ref = certify(model, x, 0.5, 30, 500, 0.01, batch_size=64, generator=gen(16))
     c, r = certify(model, x, 0.5, 30, 500, 0.01, batch_size=batch_size, generator=gen(16))
     assert torch.equal(c, c_ref) and torch.equal(r, r_ref)
+
+
+def test_results_do_not_depend_on_thread_count(setup) -> None:
+    w, b = setup
+    x = points_at_distances(w, b, torch.tensor([0.0, 0.1, -0.1], dtype=DTYPE), gen(31))
+    model = linear_binary(w, b)
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3):  # noise parts are filled by up to t threads
+            torch.set_num_threads(t)
+            results.append(gaussian_counts(model, x, 0.5, 6_000, 500, gen(32)))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0], results[1]) and torch.equal(results[0], results[2])
 
 
 class Recorder(nn.Module):

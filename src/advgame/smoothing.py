@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -94,6 +95,8 @@ ABSTAIN = -1
 # per block. The block size depends only on the shape of one input, never on batch_size.
 _NOISE_BLOCK_ELEMENTS = 1 << 20
 _NOISE_BLOCK_MAX_ROWS = 8192
+# Independently seeded parts per noise block on the CPU (filled by parallel threads).
+_NOISE_PARTS = 8
 # Categorical draws per block in predict_mixture (independent of batch_size and n).
 _DRAW_BLOCK = 1 << 16
 
@@ -273,6 +276,12 @@ class _NoiseStream:
 
     Block boundaries depend only on the shape of one row and the total number of rows,
     so consumers reading any chunk sizes see the same sequence of values.
+
+    On the CPU, torch's sampler is serial (one Mersenne Twister), so each block is cut
+    into ``_NOISE_PARTS`` row ranges, each filled from its own ``torch.Generator`` seeded
+    from ``generator``; the parts are filled in parallel threads when torch uses several
+    threads. The values depend on the seed only, not on the number of threads. On an
+    accelerator the whole block is filled from ``generator`` directly.
     """
 
     def __init__(
@@ -293,6 +302,34 @@ class _NoiseStream:
         self._storage: torch.Tensor | None = None  # reused: no fresh pages per block
         self._block: torch.Tensor | None = None
         self._pos = 0
+        workers = min(_NOISE_PARTS, torch.get_num_threads())
+        self._pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="advgame-noise")
+            if device.type == "cpu" and workers > 1 and total_rows > self._block_rows
+            else None
+        )
+
+    def close(self) -> None:
+        """Stop the worker threads (if any)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _fill(self, block: torch.Tensor) -> torch.Tensor:
+        if block.device.type != "cpu":
+            return block.normal_(generator=self._generator)
+        parts = block.chunk(min(_NOISE_PARTS, block.shape[0]))
+        seeds = torch.randint(0, 2**62, (len(parts),), generator=self._generator).tolist()
+
+        def fill(part: torch.Tensor, seed: int) -> None:
+            part.normal_(generator=torch.Generator().manual_seed(seed))
+
+        if self._pool is None:
+            for part, seed in zip(parts, seeds, strict=True):
+                fill(part, seed)
+        else:
+            list(self._pool.map(fill, parts, seeds))
+        return block
 
     def take(self, rows: int) -> Iterator[torch.Tensor]:
         """Yield consecutive views of the stream, ``rows`` rows in total."""
@@ -307,7 +344,7 @@ class _NoiseStream:
                     )
                 # Earlier views are consumed before the next take() step, so the storage
                 # can be refilled in place (in stream order on an accelerator).
-                self._block = self._storage[:size].normal_(generator=self._generator)
+                self._block = self._fill(self._storage[:size])
                 self._remaining -= size
                 self._pos = 0
             m = min(rows, self._block.shape[0] - self._pos)
@@ -356,6 +393,25 @@ def _noise_counts(
     offsets = [n_inputs * sum(nums[:p]) for p in range(len(nums))]
     total = n_inputs * sum(nums)
     stream = _NoiseStream(tuple(x.shape[1:]), total, x.dtype, x.device, generator)
+    try:
+        return _stream_counts(model, x, sigma, nums, offsets, batch_size, stream, num_classes)
+    finally:
+        stream.close()
+
+
+def _stream_counts(
+    model: Model,
+    x: torch.Tensor,
+    sigma: float,
+    nums: tuple[int, ...],
+    offsets: list[int],
+    batch_size: int,
+    stream: _NoiseStream,
+    num_classes: int | None,
+) -> list[torch.Tensor]:
+    """The batch loop of :func:`_noise_counts`."""
+    n_inputs = x.shape[0]
+    total = n_inputs * sum(nums)
     buf = torch.empty((min(batch_size, total), *x.shape[1:]), dtype=x.dtype, device=x.device)
     counts: torch.Tensor | None = None
     k = num_classes
