@@ -3,6 +3,8 @@
 Compares, on the project's ``SmallCNN`` (1x28x28 -> 2 classes; an equivalent conv-ReLU
 stack is defined inline if ``advgame.models`` is unavailable):
 
+- ``forward+noise``: the same forward pass on ``x + sigma * torch.randn(...)`` drawn by
+  torch's (serial) CPU sampler from one generator -- the cost of a naive loop;
 - ``advgame``: :func:`advgame.smoothing.certify` with ``n0`` selection and ``n``
   estimation samples per input (noise streamed in batches of ``--batch-size`` rows);
 - ``forward``: the raw forward pass of the same model over the same number of rows
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-METHODS = ("forward", "advgame", "art", "advgame-small-n")
+METHODS = ("forward", "forward+noise", "advgame", "art", "advgame-small-n")
 
 
 def build_model() -> nn.Module:
@@ -88,6 +90,19 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
             while done < rows:
                 b = min(args.batch_size, rows - done)
                 model(batch[:b]).argmax(dim=1)
+                done += b
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    elif args.method == "forward+noise":
+        gen = torch.Generator().manual_seed(3)
+        with torch.no_grad():
+            model(x[:1] + args.sigma * torch.randn(args.batch_size, 1, 28, 28, generator=gen))
+            base = rss_bytes()
+            c0, t0 = time.process_time(), time.perf_counter()
+            done = 0
+            while done < rows:
+                b = min(args.batch_size, rows - done)
+                noise = torch.randn(b, 1, 28, 28, generator=gen)  # torch's serial sampler
+                model(noise.mul_(args.sigma).add_(x[0])).argmax(dim=1)
                 done += b
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     elif args.method in ("advgame", "advgame-small-n"):
@@ -179,6 +194,7 @@ def markdown(args: argparse.Namespace, results: dict[str, dict[str, Any] | str])
     fwd_cpu = fwd["cpu_seconds"] / fwd["rows"] if isinstance(fwd, dict) else None
     names = {
         "forward": "raw forward (same model, same rows)",
+        "forward+noise": "forward of x + sigma * torch.randn (one generator, no counting)",
         "advgame": "advgame `smoothing.certify`",
         "art": "ART `PyTorchRandomizedSmoothing.certify`",
         "advgame-small-n": f"advgame `smoothing.certify`, n = {args.n // 10:,}",
