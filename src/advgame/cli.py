@@ -119,6 +119,8 @@ def run_config_command(
     args: argparse.Namespace, cls: type, runner: Callable[..., Any], quick: dict[str, Any]
 ) -> Any:
     """Load the config (TOML, quick preset, flags), pick the device, run, report."""
+    import torch
+
     from advgame.experiments.common import load_config, parse_device
 
     overrides = _overrides(args, cls)
@@ -126,7 +128,13 @@ def run_config_command(
         overrides = {**quick, **{k: v for k, v in overrides.items() if v is not None}}
     cfg: Any = load_config(cls, args.config, overrides)
     device = parse_device(args.device)
+    from advgame import distributed
+
+    if distributed.init_from_env() and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
     res = runner(cfg, args.out, device, _progress)
+    if not distributed.is_main():
+        return res
     print(f"advgame {args.command}: results in {args.out / 'results.json'}"
           f" and {args.out / 'report.html'}")
     for line in res.get("summary", []):

@@ -11,9 +11,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from advgame import distributed
 from advgame.attacks import evaluate_attack, fgm, pgd
 from advgame.data import DATASETS, Dataset, load_dataset
 from advgame.errors import InputError
@@ -87,6 +89,7 @@ def load_data(cfg: DataConfig) -> Dataset:
 
 def train_model(
     cfg: ModelConfig, ds: Dataset, device: torch.device, progress: Progress = no_progress,
+    data_parallel: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train the configured architecture on ``ds``; returns the model and a summary."""
     gen, _ = seed_generators(cfg.seed, device)
@@ -102,7 +105,7 @@ def train_model(
     hist = train(
         model, ds.x_train.to(device), ds.y_train.to(device),
         TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr),
-        generator=gen, progress=tick,
+        generator=gen, progress=tick, data_parallel=data_parallel,
     )
     for _ in it:
         pass
@@ -117,8 +120,12 @@ def train_model(
 def obtain_model(
     cfg: ModelConfig, ds: Dataset, out: Path, device: torch.device,
     model_path: str | None = None, progress: Progress = no_progress,
+    data_parallel: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Load ``model_path``, or the run's own ``out/model.pt``, or train and save it there."""
+    """Load ``model_path``, or the run's own ``out/model.pt``, or train and save it there.
+
+    With ``data_parallel`` every torchrun rank trains (DDP) and rank 0 saves.
+    """
     if model_path is not None:
         model, ck = load_checkpoint(model_path, map_location=device)
         if tuple(ck["input_shape"]) != ds.input_shape or ck["num_classes"] != ds.num_classes:
@@ -132,11 +139,12 @@ def obtain_model(
         model, ck = load_checkpoint(own, map_location=device)
         if ck.get("meta", {}).get("config") == _jsonable_cfg(cfg):
             return model, {"source": "resumed", **ck["meta"]}
-    model, summary = train_model(cfg, ds, device, progress)
+    model, summary = train_model(cfg, ds, device, progress, data_parallel)
     meta = {"config": _jsonable_cfg(cfg), **{k: v for k, v in summary.items()
                                             if k != "loss_curve"}}
-    save_checkpoint(own, model, arch=cfg.arch, input_shape=ds.input_shape,
-                    num_classes=ds.num_classes, kwargs=cfg.arch_kwargs(), meta=meta)
+    if distributed.is_main():
+        save_checkpoint(own, model, arch=cfg.arch, input_shape=ds.input_shape,
+                        num_classes=ds.num_classes, kwargs=cfg.arch_kwargs(), meta=meta)
     return model, {"source": "trained", **summary}
 
 
@@ -160,10 +168,8 @@ def finish(out: Path, results: dict[str, Any], t0: float) -> Path:
     """Write results.json atomically and render the HTML report next to it."""
     results["timings"]["total_s"] = time.perf_counter() - t0
     path = atomic_write_json(out / "results.json", results)
-    try:
-        from advgame.report import render_html
-    except ImportError:  # report module not available
-        return path
+    from advgame.report import render_html
+
     render_html(out)
     return path
 
@@ -182,7 +188,9 @@ def run_train(
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data(cfg)
-    model, summary = obtain_model(cfg, ds, out, device, progress=progress)
+    model, summary = obtain_model(cfg, ds, out, device, progress=progress, data_parallel=True)
+    if not distributed.is_main():
+        return {"summary": []}
     res = base_results("train", cfg, cfg.seed)
     res["timings"]["train_s"] = summary.get("train_s")
     res["tables"].append({
@@ -200,6 +208,7 @@ def run_train(
 # --------------------------------------------------------------------------- attack
 
 ATTACKS = ("fgm", "pgd")
+EVAL_BLOCK = 250  # test points per stored unit of attack evaluation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -230,50 +239,71 @@ class AttackRunConfig(ModelConfig):
             check_positive_int("n_test", self.n_test)
 
 
-def robust_accuracy(
+def robust_flags(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps: float, norm: str,
     pgd_steps: int = 20, restarts: int = 1, generator: torch.Generator | None = None,
-    batch_size: int = 500,
 ) -> torch.Tensor:
-    """Per-example robustness flags (N,) bool: correct under the attack (worst of restarts)."""
-    robust = []
-    for i in range(0, x.shape[0], batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        ok = torch.ones(xb.shape[0], dtype=torch.bool, device=x.device)
-        for r in range(restarts if attack == "pgd" else 1):
-            if attack == "fgm":
-                xa = fgm(model, xb, yb, eps, norm)
-            else:
-                xa = pgd(model, xb, yb, eps, norm, steps=pgd_steps,
-                         random_start=r > 0 or restarts == 1, generator=generator)
-            ok &= ~evaluate_attack(model, xa, yb).success
-        robust.append(ok)
-    return torch.cat(robust)
+    """Per-example robustness flags (N,) bool: correct under the attack (worst of restarts).
+
+    With several PGD restarts the first starts at x and the others at random points.
+    """
+    ok = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    for r in range(restarts if attack == "pgd" else 1):
+        if attack == "fgm":
+            xa = fgm(model, x, y, eps, norm)
+        else:
+            xa = pgd(model, x, y, eps, norm, steps=pgd_steps,
+                     random_start=r > 0 or restarts == 1, generator=generator)
+        ok &= ~evaluate_attack(model, xa, y).success
+    return ok
 
 
 def run_attack(
     cfg: AttackRunConfig, out: Path, device: torch.device, progress: Progress = no_progress
 ) -> dict[str, Any]:
+    """Clean and robust accuracy per attack and eps.
+
+    Work is split in units (attack, eps, block of ``EVAL_BLOCK`` test points), each with its
+    own generator seeded by (seed, unit), stored under OUT/units and shared out across
+    torchrun processes: resumed and distributed runs equal one uninterrupted process.
+    """
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data(cfg)
-    model, info = obtain_model(cfg, ds, out, device, cfg.model, progress)
-    _, gdev = seed_generators(cfg.seed, device)
+    if distributed.is_main():
+        model, info = obtain_model(cfg, ds, out, device, cfg.model, progress)
+    distributed.barrier()
+    if not distributed.is_main():
+        model, info = obtain_model(cfg, ds, out, device, cfg.model, no_progress)
     x, y = ds.x_test.to(device), ds.y_test.to(device)
     if cfg.n_test is not None:
         x, y = x[:cfg.n_test], y[:cfg.n_test]
     store = UnitStore(out)
     clean = accuracy(model, x, y)
     norm = parse_norm(cfg.norm)
+    units = [(a, e, s) for a in cfg.attacks for e in cfg.eps
+             for s in range(0, x.shape[0], EVAL_BLOCK)]
+    mine = distributed.my_units(list(enumerate(units)))
+    local: dict[str, Any] = {}
+    for k, (a, e, s) in progress(mine, "attack", len(mine)):
+        key = f"attack-{a}-{norm}-{e}-{s}"
+
+        def compute(a: str = a, e: float = e, s: int = s, k: int = k) -> list[bool]:
+            return robust_flags(
+                model, x[s:s + EVAL_BLOCK], y[s:s + EVAL_BLOCK], attack=a, eps=e, norm=norm,
+                pgd_steps=cfg.pgd_steps, restarts=cfg.pgd_restarts,
+                generator=distributed.unit_generator(cfg.seed, k, device),
+            ).tolist()
+        local[key] = store.get_or_compute(key, compute)
+    flags = distributed.gather_units(local)
+    if not distributed.is_main():
+        return {"summary": []}
     acc: dict[str, list[float]] = {a: [] for a in cfg.attacks}
-    jobs = [(a, e) for a in cfg.attacks for e in cfg.eps]
-    for a, e in progress(jobs, "attack", len(jobs)):
-        def compute(a: str = a, e: float = e) -> float:
-            return float(robust_accuracy(
-                model, x, y, attack=a, eps=e, norm=norm, pgd_steps=cfg.pgd_steps,
-                restarts=cfg.pgd_restarts, generator=gdev,
-            ).float().mean())
-        acc[a].append(float(store.get_or_compute(f"attack-{a}-{norm}-{e}", compute)))
+    for a in cfg.attacks:
+        for e in cfg.eps:
+            f = [v for s in range(0, x.shape[0], EVAL_BLOCK)
+                 for v in flags[f"attack-{a}-{norm}-{e}-{s}"]]
+            acc[a].append(float(np.mean(f)))
     res = base_results("attack", cfg, cfg.seed)
     res["tables"].append({
         "name": "robust_accuracy",
@@ -285,24 +315,28 @@ def run_attack(
         "rows": [[a.upper(), clean] + acc[a] for a in cfg.attacks],
     })
     res["data"] = {"clean_accuracy": clean, "eps": list(cfg.eps), "robust_accuracy": acc,
-                   "model": info.get("source"), "n_test": int(x.shape[0])}
+                   "model": info.get("source"), "n_test": int(x.shape[0]),
+                   "world_size": distributed.world_size()}
     res["summary"].append(
         f"Clean accuracy {clean:.3f}; at eps={cfg.eps[-1]:g} "
         + ", ".join(f"{a.upper()} leaves {acc[a][-1]:.3f}" for a in cfg.attacks) + "."
     )
-    _plot_attack(out, res, cfg, acc)
+    _plot_attack(out, res, cfg, acc, clean)
     finish(out, res, t0)
     return res
 
 
 def _plot_attack(out: Path, res: dict[str, Any], cfg: AttackRunConfig,
-                 acc: dict[str, list[float]]) -> None:
-    try:
-        from advgame import plots
-    except ImportError:
-        return
+                 acc: dict[str, list[float]], clean: float) -> None:
+    from advgame import plots
+
+    eps = list(cfg.eps)
+    curves = {a.upper(): acc[a] for a in cfg.attacks}
+    if 0.0 not in eps:  # start every curve at the clean accuracy
+        eps = [0.0] + eps
+        curves = {k: [clean] + v for k, v in curves.items()}
     plots.accuracy_vs_eps(
-        out / "robust_accuracy.png", list(cfg.eps), {a.upper(): acc[a] for a in cfg.attacks},
+        out / "robust_accuracy.png", eps, curves,
         title="Robust accuracy vs eps", xlabel=f"eps (L{parse_norm(cfg.norm)})",
         ylabel="accuracy",
     )

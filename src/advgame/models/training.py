@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from advgame.validate import check_labels, check_positive_int, check_tensor
 
@@ -54,6 +56,7 @@ def train(
     perturb: Perturb | None = None,
     keep_clean: bool = False,
     progress: Callable[[int, float], None] | None = None,
+    data_parallel: bool = False,
 ) -> TrainHistory:
     """Train ``model`` in place on (x, y) with Adam and cross-entropy.
 
@@ -65,6 +68,10 @@ def train(
         perturb: optional map of a batch to the inputs trained on (e.g. FGSM examples).
         keep_clean: with ``perturb``, train on the clean and perturbed batch together.
         progress: called as ``progress(epoch, mean_loss)`` after each epoch.
+        data_parallel: under torchrun, train with ``DistributedDataParallel``: every rank
+            draws the same batch order (same generator seed) and takes rows
+            ``rank::world_size`` of each batch; DDP averages the gradients, which equals
+            the one-process gradient when the batch size is a multiple of world_size.
 
     Returns:
         :class:`TrainHistory`.
@@ -75,12 +82,20 @@ def train(
     check_positive_int("batch_size", config.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     hist = TrainHistory()
+    rank, world = 0, 1
+    net: nn.Module = model
+    if data_parallel and dist.is_available() and dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if world > 1:
+            net = DistributedDataParallel(model)
     n = x.shape[0]
     for epoch in range(config.epochs):
         order = torch.randperm(n, generator=generator).to(x.device)
         tot_loss, tot_correct = 0.0, 0
         for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size]
+            idx = order[start:start + config.batch_size][rank::world]
+            if idx.numel() == 0:  # more ranks than rows in this last batch
+                idx = order[start:start + 1]
             xb, yb = x[idx], y[idx]
             if perturb is not None:
                 xa = perturb(model, xb, yb).detach()
@@ -89,14 +104,18 @@ def train(
                 else:
                     xb = xa
             model.train()
-            logits = model(xb)
+            logits = net(xb)
             loss = F.cross_entropy(logits, yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             tot_loss += loss.item() * xb.shape[0]
             tot_correct += int((logits.argmax(1) == yb).sum())
-        seen = n * (2 if (perturb is not None and keep_clean) else 1)
+        seen = float(n * (2 if (perturb is not None and keep_clean) else 1))
+        if world > 1:
+            stats = torch.tensor([tot_loss, float(tot_correct)], dtype=torch.float64)
+            dist.all_reduce(stats)
+            tot_loss, tot_correct = float(stats[0]), int(stats[1])
         hist.loss.append(tot_loss / seen)
         hist.accuracy.append(tot_correct / seen)
         if progress is not None:

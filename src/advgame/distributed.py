@@ -1,0 +1,101 @@
+"""Sharding work across processes with torch.distributed (launched by ``torchrun``).
+
+advgame's long loops (certification, attack evaluation, payoff cells) are sums over
+independent units — inputs or blocks of inputs. Each unit draws its randomness from a
+generator seeded by (seed, unit index), so the result of a unit does not depend on which
+process computed it: N processes give exactly the results of one. Rank r takes units
+r, r + N, r + 2N, ... and rank 0 gathers them.
+
+Launch, for example, on one node with two processes::
+
+    torchrun --standalone --nproc_per_node 2 $(which advgame) certify --model m.pt --out runs/cert
+
+and on two nodes (run on each, with the address of node 0)::
+
+    torchrun --nnodes 2 --node_rank R --nproc_per_node 8 \\
+        --rdzv_backend c10d --rdzv_endpoint HOST:29500 $(which advgame) certify ...
+
+(Give the ``advgame`` script's path rather than ``-m advgame.cli``: with ``-m``, torchrun's
+own parser mistakes abbreviations such as ``--n`` for its options.) ``--out`` must be a
+directory all processes see (a shared filesystem across nodes).
+
+Outside torchrun everything runs in one process and these helpers are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def init_from_env() -> bool:
+    """Initialize the default process group when launched by torchrun (gloo on CPU,
+    nccl on CUDA). Returns whether a multi-process group is active."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size() > 1
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return False
+    if int(os.environ["WORLD_SIZE"]) <= 1:
+        return False
+    backend = "nccl" if torch.cuda.is_available() and os.environ.get(
+        "ADVGAME_BACKEND", "") != "gloo" else "gloo"
+    dist.init_process_group(backend=backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return True
+
+
+def rank() -> int:
+    """This process's rank (0 without torch.distributed)."""
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 without torch.distributed)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def my_units(units: Sequence[T]) -> list[T]:
+    """The units this rank computes: units[rank::world_size]."""
+    return list(units[rank()::world_size()])
+
+
+def gather_units(local: dict[Any, Any]) -> dict[Any, Any]:
+    """Merge every rank's {unit key: result} dict; all ranks get the union."""
+    if world_size() == 1:
+        return dict(local)
+    parts: list[Any] = [None] * world_size()
+    dist.all_gather_object(parts, local)
+    merged: dict[Any, Any] = {}
+    for p in parts:
+        merged.update(p)
+    return merged
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        dist.barrier()
+
+
+def all_reduce_mean_(tensors: Iterable[torch.Tensor]) -> None:
+    """Average tensors in place over ranks (gradients in data-parallel training)."""
+    if world_size() == 1:
+        return
+    for t in tensors:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= world_size()
+
+
+def unit_generator(seed: int, unit: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator for one unit of work, independent of the process that runs it."""
+    return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + int(unit))

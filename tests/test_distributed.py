@@ -1,0 +1,63 @@
+"""torch.distributed: 2 gloo processes under torchrun give the results of 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from advgame.cli import main
+
+COMMON = ["--dataset", "digits-8x8", "--classes", "0", "1", "--epochs", "2", "--hidden", "16",
+          "--batch-size", "32"]
+
+
+def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ADVGAME_BACKEND": "gloo"}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone",
+         f"--nproc_per_node={nproc}", str(Path(sys.executable).parent / "advgame"), *args],
+        capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("dist")
+    out = {}
+    for cmd, extra in (("train", []), ("attack", ["--eps", "0.1", "0.3", "--n-test", "300"]),
+                       ("certify", ["--num-samples", "200", "--n0", "20", "--n-test", "30"])):
+        one, two = root / f"{cmd}-1", root / f"{cmd}-2"
+        assert main([cmd, *COMMON, *extra, "--out", str(one)]) == 0
+        p = torchrun([cmd, *COMMON, *extra, "--out", str(two)])
+        assert p.returncode == 0, p.stderr[-2000:]
+        out[cmd + "1"], out[cmd + "2"] = one, two
+    return out
+
+
+def load(p: Path) -> dict:
+    return json.loads((p / "results.json").read_text())
+
+
+def test_ddp_training_matches_one_process(runs: dict[str, Path]) -> None:
+    a = torch.load(runs["train1"] / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(runs["train2"] / "model.pt", weights_only=True)["state_dict"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+
+
+def test_sharded_attack_evaluation_is_identical(runs: dict[str, Path]) -> None:
+    a, b = load(runs["attack1"]), load(runs["attack2"])
+    assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1
+    assert a["tables"] == b["tables"]
+
+
+def test_sharded_certification_is_identical(runs: dict[str, Path]) -> None:
+    a, b = load(runs["certify1"]), load(runs["certify2"])
+    assert b["data"]["world_size"] == 2
+    assert a["data"]["radius"] == b["data"]["radius"]
+    assert a["data"]["class"] == b["data"]["class"]
