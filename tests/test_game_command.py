@@ -1,0 +1,196 @@
+"""``advgame game`` end to end on tiny data: tables, figures, resume, bad configs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from advgame.cli import main
+from advgame.errors import InputError
+from advgame.experiments.game import GameConfig
+
+TINY = """
+dataset = "digits-8x8"
+classes = [0, 1, 2, 3]
+hidden = [16]
+epochs = 3
+lr = 0.01
+defense_epochs = 2
+n_test = 80
+fp_iterations = 300
+rm_iterations = 300
+do_max_iters = 2
+do_eps = 0.1
+do_attnet_hidden = [16]
+do_attnet_epochs = 1
+do_defender_epochs = 1
+do_train_size = 200
+
+[[defenders]]
+name = "clean"
+kind = "clean"
+
+[[defenders]]
+name = "adv-0.1"
+kind = "adversarial"
+eps = 0.1
+
+[[defenders]]
+name = "smooth"
+kind = "smoothing"
+sigma = 0.2
+votes = 10
+eot = 2
+
+[[defenders]]
+name = "mix"
+kind = "mixture"
+components = ["clean", "adv-0.1"]
+
+[[attackers]]
+name = "FGSM-0.1"
+kind = "fgsm"
+eps = 0.1
+
+[[attackers]]
+name = "PGD-0.1"
+kind = "pgd"
+eps = 0.1
+steps = 3
+
+[[attackers]]
+name = "PGD-L2"
+kind = "pgd"
+eps = 1.0
+norm = "2"
+steps = 3
+
+[[attackers]]
+name = "AttNet"
+kind = "attnet"
+eps = 0.1
+hidden = [16]
+epochs = 1
+train_size = 200
+
+[[attackers]]
+name = "transfer"
+kind = "transfer"
+eps = 0.1
+method = "fgm"
+
+[[attackers]]
+name = "TA-PGD"
+kind = "torchattacks"
+attack = "PGD"
+eps = 0.1
+"""
+
+
+def _tables(res: dict) -> dict[str, dict]:
+    return {t["name"]: t for t in res["tables"]}
+
+
+def _units(out: Path) -> dict[str, float]:
+    return {str(p.relative_to(out)): p.stat().st_mtime_ns
+            for p in out.glob("work-*/**/*") if p.is_file()}
+
+
+def test_game_command_tables_figures_and_resume(tmp_path: Path) -> None:
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY)
+    out = tmp_path / "run"
+    assert main(["game", "--config", str(cfg), "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"] == "game" and res["config"]["n_test"] == 80
+    tables = _tables(res)
+    assert {"payoff", "equilibrium", "game_summary", "mixed_defense", "double_oracle",
+            "oracle_calls", "double_oracle_equilibrium",
+            "double_oracle_mixed_defense"} <= set(tables)
+    data = res["data"]
+    defenders, attackers = data["defenders"], data["attackers"]
+    assert defenders == ["clean", "adv-0.1", "smooth", "mix"]
+    expected_attackers = ["FGSM-0.1", "PGD-0.1", "PGD-L2", "AttNet", "transfer"]
+    if "TA-PGD" in data["skipped"]:  # torchattacks not installed: skipped with a note
+        assert "not installed" in data["skipped"]["TA-PGD"]
+        assert any("TA-PGD" in s for s in res["summary"])
+    else:
+        expected_attackers.append("TA-PGD")
+    assert attackers == expected_attackers
+
+    pay = tables["payoff"]
+    assert pay["columns"] == ["defender", *attackers, "any attack", "clean", "P"]
+    a = np.array(data["payoff"])
+    assert a.shape == (4, len(attackers)) and np.all((a >= 0) & (a <= 1))
+    for i, row in enumerate(pay["rows"][:4]):
+        assert row[1:1 + len(attackers)] == pytest.approx(a[i].tolist())
+        assert row[-3] <= min(a[i]) + 1e-12  # worst case (OR) <= every single attack
+    p, q = np.array(data["defender_strategy"]), np.array(data["attacker_strategy"])
+    assert p.sum() == pytest.approx(1) and q.sum() == pytest.approx(1)
+    assert data["value"] == pytest.approx(float(p @ a @ q), abs=1e-9)
+    assert data["exploitability"] <= 1e-9
+    assert float((p @ a).min()) == pytest.approx(data["value"], abs=1e-9)
+    assert float((a @ q).max()) == pytest.approx(data["value"], abs=1e-9)
+    best = data["best_pure_defense"]
+    assert best["worst_case_value"] == pytest.approx(a.min(axis=1).max())
+    assert data["gain_over_best_pure"] == pytest.approx(data["value"]
+                                                        - best["worst_case_value"])
+    assert data["gain_over_best_pure"] >= -1e-9
+    eq = data["equilibrium"]
+    assert sum(eq["defender"].values()) == pytest.approx(1)
+    assert set(eq["defender"]) <= set(defenders)
+    # mixed defense: expected payoff = p . A[:, j]
+    for row in tables["mixed_defense"]["rows"]:
+        j = attackers.index(row[0])
+        assert row[1] == pytest.approx(float(p @ a[:, j]))
+    # fictitious play / regret matching curves and double oracle bounds
+    fp = data["fictitious_play"]
+    assert len(fp["iterations"]) == len(fp["exploitability"]) and fp["iterations"][-1] == 300
+    do = data["double_oracle"]
+    assert 1 <= len(do["iterations"]) <= 2
+    for it in do["iterations"]:
+        assert it["lower"] <= it["value"] + 1e-12 <= it["upper"] + 2e-12
+    assert do["converged"] == (do["upper"][-1] - do["lower"][-1] <= do["tol"])
+    for f in res["figures"]:
+        assert (out / f["file"]).is_file()
+    assert {f["name"] for f in res["figures"]} >= {"payoff", "solver_convergence",
+                                                   "double_oracle"}
+    assert all(isinstance(s, str) and s for s in res["summary"])
+    assert (out / "report.html").is_file()
+
+    # rerun: every unit is read back, none is recomputed or rewritten
+    before = _units(out)
+    assert any("cell-" in k for k in before)
+    assert main(["game", "--config", str(cfg), "--out", str(out)]) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert _units(out) == before
+    assert _tables(again)["payoff"]["rows"] == pay["rows"]
+    assert again["data"]["double_oracle"]["iterations"] == do["iterations"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("bogus_key = 1\n", "unknown key"),
+    ('[[defenders]]\nname = "x"\nkind = "magic"\n', "unknown strategy kind"),
+    ('[[attackers]]\nname = "x"\nkind = "pgd"\neps = 0.1\nsteps_typo = 3\n', "steps_typo"),
+    ('[[attackers]]\nname = "x"\nkind = "transfer"\neps = 0.1\nsurrogate = "nobody"\n',
+     "unknown defender"),
+])
+def test_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          extra: str, message: str) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(TINY + "\n" + extra if extra.startswith("[[") else extra + TINY)
+    assert main(["game", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_game_config_defaults_parse() -> None:
+    cfg = GameConfig()
+    assert cfg.defenders[0]["kind"] == "clean" and len(cfg.attackers) >= 5
+    with pytest.raises(InputError, match="do_attacker"):
+        GameConfig(do_attacker="oracle")
+    with pytest.raises(InputError, match="defenders"):
+        GameConfig(defenders=())
