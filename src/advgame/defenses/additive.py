@@ -96,8 +96,9 @@ class ShiftResult:
         n: number of constraints (data points).
         count_at_zero: the count at ``v = 0`` ("no defense"): ``#{i : c_i < 0}``.
         method: ``"exact"`` or ``"fast"``.
-        solver: what ran: ``"trivial"`` (nothing to optimize), ``"milp"`` (q = inf),
-            ``"milp+tangent-cuts"`` (q = 2) or ``"surrogate+greedy"``.
+        solver: what ran: ``"trivial"`` (nothing to optimize), ``"sweep-1d"`` (all rows
+            collinear, as for a linear classifier: exact), ``"milp"`` (q = inf),
+            ``"milp+tangent-cuts"`` (q = 2) or ``"surrogate+lns"`` (fast).
         status: ``"optimal"`` (proven, for the margin-``tol`` problem), ``"time_limit"``,
             ``"round_limit"`` (q = 2 cutting planes stopped early; v is the incumbent
             projected onto the ball), or ``"heuristic"`` (fast method; no proof).
@@ -494,6 +495,49 @@ def _exact(
     return found, status, upper, approx_error, info
 
 
+def _collinear_direction(prob: _Problem) -> FloatArray | None:
+    """The common direction a_hat_0 when every active row is +-a_hat_0, else None.
+
+    This is the case of a *linear* classifier (w_i = w for all i), where the problem is
+    one-dimensional in t = a_hat_0 . u.
+    """
+    a = prob.a_hat
+    s = np.where(a @ a[0] >= 0, 1.0, -1.0)
+    if np.max(np.abs(a - s[:, None] * a[0])) > 1e-9:
+        return None
+    return np.asarray(a[0], dtype=np.float64)
+
+
+def _sweep_1d(
+    prob: _Problem, direction: FloatArray, num_maximizers: int
+) -> list[FloatArray]:
+    """Exact solution when all rows are collinear: sign_i t > gamma_i, t in [-1, 1].
+
+    The count is constant between consecutive thresholds (the constraints are open), so
+    the midpoints of the intervals cut by the thresholds inside (-1, 1), and the end
+    points +-1, are all the candidates; counts come from sorted thresholds. Maximizers:
+    the best intervals, best first (distinct satisfied sets). u = t times the steepest
+    q-direction of the row (whose q-ball maximum of direction . u is exactly 1).
+    """
+    sign = np.where(prob.a_hat @ direction >= 0, 1.0, -1.0)
+    lower = np.sort(prob.gamma[sign > 0])  # t > lower
+    upper = np.sort(-prob.gamma[sign < 0])  # t < upper
+    cuts = np.unique(np.clip(np.r_[lower, upper], -1.0, 1.0))
+    pts = np.unique(np.r_[-1.0, 1.0, cuts])
+    cand = np.r_[-1.0, 1.0, 0.5 * (pts[:-1] + pts[1:])]
+    counts = np.searchsorted(lower, cand, side="left") + (
+        upper.size - np.searchsorted(upper, cand, side="right")
+    )
+    order = np.argsort(-counts, kind="stable")
+    top = counts[order[0]]
+    steep = _steepest(direction, prob.norm)
+    out: list[FloatArray] = []
+    for k in order[: max(num_maximizers, 1) + 2]:
+        if counts[k] == top and len(out) < num_maximizers:
+            out.append(float(cand[k]) * steep)
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # fast: annealed surrogate + greedy refinement
 # --------------------------------------------------------------------------------------
@@ -816,6 +860,10 @@ def max_feasible_shift(
     ||a_i||_{q*}), v = eps_d u with ||u||_q <= 1; rows with gamma_i < -1 hold for every v,
     rows with gamma_i >= 1 for none, and only the others enter the optimization.
 
+    Both methods first check whether all active rows are collinear (a linear classifier:
+    w_i = w); then the problem is one-dimensional in t = w . v and an exact sweep over the
+    sorted thresholds solves it (solver ``"sweep-1d"``).
+
     Methods:
         ``"exact"``, q = inf: MILP with one binary z_i per active row,
         a_hat_i . u - gamma_i >= tol - M_i (1 - z_i), M_i = 1 + gamma_i + tol,
@@ -909,10 +957,15 @@ def max_feasible_shift(
     info: dict[str, float | int | str] = {"active_rows": m, "always_rows": prob.n_always}
     upper: float | None = None
     approx: int | None = None
+    direction = None if m == 0 else _collinear_direction(prob)
     if m == 0:
         us: list[FloatArray] = [np.zeros(d)]
         solver, status = "trivial", "optimal"
         upper = float(prob.n_always)
+    elif direction is not None:  # a linear classifier: exact one-dimensional sweep
+        us = _sweep_1d(prob, direction, num_maximizers)
+        solver, status = "sweep-1d", "optimal"
+        upper = float(prob.n_always + np.count_nonzero(prob.a_hat @ us[0] > prob.gamma))
     elif method == "exact":
         us, status, up, approx, extra = _exact(
             prob, tol_f, time_limit=time_limit, num_maximizers=num_maximizers,
@@ -930,7 +983,7 @@ def max_feasible_shift(
         us, extra = _fast(prob, tol_f, cfg, rng=rng, time_limit=time_limit,
                           num_maximizers=num_maximizers)
         info.update(extra)
-        solver, status = "surrogate+greedy", "heuristic"
+        solver, status = "surrogate+lns", "heuristic"
 
     vs = [eps * _project(u, q) for u in us]
     counts = [_count(a_arr, c_arr, v) for v in vs]
