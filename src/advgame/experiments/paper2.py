@@ -275,11 +275,6 @@ def _str_to_flags(s: str) -> torch.Tensor:
     return torch.tensor([c == "1" for c in s], dtype=torch.bool)
 
 
-def _errors(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-example error flags (N,) bool of ``model`` on x."""
-    return (predict(model, x) != y).cpu()
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -494,26 +489,23 @@ def _evaluate(
             ts = time.perf_counter()
             extra: dict[str, Any] = {}
             if attack == "clean":
-                flags = _errors(model, x_te, y_te)
+                x_adv = x_te
             elif attack == "FGSM-curr":
-                flags = _errors(model, _batched(lambda xb, yb: fgm(model, xb, yb, cfg.eta,
-                                                                   "inf"), x_te, y_te), y_te)
+                x_adv = _batched(lambda xb, yb: fgm(model, xb, yb, cfg.eta, "inf"), x_te, y_te)
             elif attack == "PGD":
                 g = _generator(cfg.seed, f"pgd-{d}", x_te.device)
-                flags = _errors(model, _batched(
+                x_adv = _batched(
                     lambda xb, yb: pgd(model, xb, yb, cfg.eta, "inf", steps=cfg.pgd_steps,
-                                       generator=g), x_te, y_te), y_te)
+                                       generator=g), x_te, y_te)
             elif attack == "AttNet-minimax":
-                flags = _errors(model, attnet_examples(game_attnets["minimax"], x_te, cfg.eta),
-                                y_te)
+                x_adv = attnet_examples(game_attnets["minimax"], x_te, cfg.eta)
             elif attack == "own":
-                z = attnet_examples(game_attnets[d], x_te, cfg.eta)
-                flags = _errors(model, z, y_te)
+                x_adv = attnet_examples(game_attnets[d], x_te, cfg.eta)
                 with torch.no_grad():
                     extra = {"saturation": _saturation(game_attnets[d], x_te),
                              "payoff": float(_batched(
-                        lambda zb, yb: nn.functional.cross_entropy(
-                            model(zb), yb, reduction="none"), z, y_te).mean())}
+                                 lambda zb, yb: nn.functional.cross_entropy(
+                                     model(zb), yb, reduction="none"), x_adv, y_te).mean())}
             else:
                 kind = "mlp" if attack == "AttNet-MLP" else "cnn"
                 with _seeded_init(cfg.seed, f"{attack}-{d}-{r}"):
@@ -523,10 +515,14 @@ def _evaluate(
                 h = train_attnet(net, model, x_att, y_att, cfg.eta, epochs=cfg.attnet_epochs,
                                  batch_size=cfg.batch_size, lr=cfg.attnet_lr,
                                  generator=_generator(cfg.seed, f"{attack}-{d}-{r}"))
-                flags = _errors(model, attnet_examples(net, x_te, cfg.eta), y_te)
+                x_adv = attnet_examples(net, x_te, cfg.eta)
                 extra = {"train_objective": h.loss, "train_error": h.error,
                          "saturation": _saturation(net, x_te)}
+            preds = predict(model, x_adv).cpu()
+            flags = preds != y_te.cpu()
+            counts = torch.bincount(preds, minlength=int(y_te.max()) + 1)
             return {"error": float(flags.float().mean()), "flags": _flags_to_str(flags),
+                    "mode_fraction": float(counts.max()) / max(1, preds.numel()),
                     "seconds": time.perf_counter() - ts, **extra}
 
         raw.setdefault((d, attack), []).append(work.store.get_or_compute(key, compute))
@@ -540,6 +536,7 @@ def _evaluate(
             "seconds": sum(float(u.get("seconds", 0.0)) for u in units),
             **({"payoff": units[0]["payoff"]} if "payoff" in units[0] else {}),
             "saturation": [u["saturation"] for u in units if "saturation" in u],
+            "mode_fraction": [u["mode_fraction"] for u in units if "mode_fraction" in u],
         }
     for row in cells.values():
         worst = torch.stack([c["flags"] for a, c in row.items() if a != "clean"]).any(dim=0)
@@ -793,17 +790,35 @@ def _summary(cfg: Paper2Config, res: dict[str, Any], cells: dict[str, dict[str, 
               f"{verdict.count('beats')}, as strong on {verdict.count('matches')} and "
               f"stronger on {verdict.count('is worse than')} of {len(trans)} defenses.")
     if "minimax" in cells and "AttNet-minimax" in next(iter(cells.values())):
-        fooled = [d for d in err if err[d].get("AttNet-minimax", 0) > 0.5]
+        others = [d for d in err if d != "minimax"]
+        fooled = [d for d in others if err[d].get("AttNet-minimax", 0) > 0.5]
         out.append(
-            "The minimax game's own attacker, applied to the other defenses, exceeds 50% "
-            f"error on {len(fooled)} of {len(err)} defenses.")
+            "The minimax game's own attacker, transferred to the other defenses, exceeds 50% "
+            f"error on {len(fooled)} of {len(others)} of them, but errs only "
+            f"{err['minimax']['AttNet-minimax']:.3f} on the minimax defense it was trained "
+            "with.")
+    modes = [(m, sat) for row in cells.values() for a in ("AttNet-MLP", "AttNet-CNN")
+             if a in row for m, sat in zip(row[a]["mode_fraction"], row[a]["saturation"],
+                                           strict=False)]
+    if modes:
+        collapsed = sum(m >= 0.9 for m, _ in modes)
+        sats = sorted(sat for _, sat in modes)
+        out.append(
+            f"{collapsed} of {len(modes)} fresh AttNets send at least 90% of the attacked test "
+            "images to one single class (an input-independent 'everything -> class c' "
+            "perturbation, which caps the error near 1 - the share of class c); the median "
+            f"AttNet has {sats[len(sats) // 2]:.0%} of its tanh outputs saturated.")
     if err:
         pgd_min = min(err.values(), key=lambda r: r["PGD"])
         best = min(err, key=lambda d: err[d]["worst case"])
+        worst_best = err[best]["worst case"]
         out.append(
             f"PGD-{cfg.pgd_steps} at eta={cfg.eta:g} leaves every defense at >= "
-            f"{pgd_min['PGD']:.3f} error; the best worst-case error over all attacks is "
-            f"{err[best]['worst case']:.3f} ({_label(best)}).")
+            f"{pgd_min['PGD']:.3f} error; "
+            + (f"the best worst-case error over all attacks is {worst_best:.3f} "
+               f"({_label(best)})." if worst_best < 1.0 else
+               "every defense is broken on every test image by at least one attack "
+               "(worst-case error 1.000 for all)."))
     if "reformer" in err:
         r = err["reformer"]
         out.append(
