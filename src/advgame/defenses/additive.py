@@ -513,10 +513,11 @@ def _sweep_1d(
 ) -> list[FloatArray]:
     """Exact solution when all rows are collinear: sign_i t > gamma_i, t in [-1, 1].
 
-    The count is constant between consecutive thresholds (the constraints are open), so
-    the midpoints of the intervals cut by the thresholds inside (-1, 1), and the end
-    points +-1, are all the candidates; counts come from sorted thresholds. Maximizers:
-    the best intervals, best first (distinct satisfied sets). u = t times the steepest
+    The count is constant between consecutive thresholds and the constraints are open, so
+    a threshold or an end point +-1 is never better than the open interval beside it: the
+    midpoints of the intervals that the thresholds cut [-1, 1] into are all the
+    candidates; counts come from sorted thresholds. Maximizers: the best intervals
+    (distinct satisfied sets). u = t times the steepest
     q-direction of the row (whose q-ball maximum of direction . u is exactly 1).
     """
     sign = np.where(prob.a_hat @ direction >= 0, 1.0, -1.0)
@@ -524,18 +525,15 @@ def _sweep_1d(
     upper = np.sort(-prob.gamma[sign < 0])  # t < upper
     cuts = np.unique(np.clip(np.r_[lower, upper], -1.0, 1.0))
     pts = np.unique(np.r_[-1.0, 1.0, cuts])
-    cand = np.r_[-1.0, 1.0, 0.5 * (pts[:-1] + pts[1:])]
-    counts = np.searchsorted(lower, cand, side="left") + (
-        upper.size - np.searchsorted(upper, cand, side="right")
+    cand = 0.5 * (pts[:-1] + pts[1:])  # one point per interval: distinct satisfied sets
+    counts = np.asarray(
+        np.searchsorted(lower, cand, side="left")
+        + (upper.size - np.searchsorted(upper, cand, side="right")),
+        dtype=np.int64,
     )
-    order = np.argsort(-counts, kind="stable")
-    top = counts[order[0]]
+    best = np.flatnonzero(counts == counts.max())[:num_maximizers]
     steep = _steepest(direction, prob.norm)
-    out: list[FloatArray] = []
-    for k in order[: max(num_maximizers, 1) + 2]:
-        if counts[k] == top and len(out) < num_maximizers:
-            out.append(float(cand[k]) * steep)
-    return out
+    return [float(cand[k]) * steep for k in best]
 
 
 # --------------------------------------------------------------------------------------
