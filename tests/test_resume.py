@@ -31,7 +31,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     deadline = time.monotonic() + 300
     units = killed / "units"
     while time.monotonic() < deadline:
-        if units.is_dir() and len(list(units.glob("*.json"))) >= 3:
+        if units.is_dir() and len(list(units.rglob("*.json"))) >= 3:
             break
         if proc.poll() is not None:
             break
@@ -44,15 +44,15 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     res_path = killed / "results.json"
     if res_path.exists():
         json.loads(res_path.read_text())
-    stored = {p.name for p in units.glob("*.json")}
-    for p in units.glob("*.json"):
+    stored = {p.name for p in units.rglob("*.json")}
+    for p in units.rglob("*.json"):
         json.loads(p.read_text())  # every stored unit is complete
     # resume
     resumed = subprocess.run(
         [sys.executable, "-m", "advgame.cli", "paper1", "--config", str(cfg), "--out",
          str(killed)], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert stored <= {p.name for p in units.glob("*.json")}
+    assert stored <= {p.name for p in units.rglob("*.json")}
     fresh = tmp_path / "fresh"
     full = subprocess.run(
         [sys.executable, "-m", "advgame.cli", "paper1", "--config", str(cfg), "--out",

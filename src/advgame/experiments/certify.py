@@ -25,7 +25,7 @@ from advgame.experiments.classifier import (
     load_data,
     obtain_model,
 )
-from advgame.experiments.common import Progress, UnitStore, no_progress
+from advgame.experiments.common import Progress, UnitStore, config_digest, no_progress
 from advgame.validate import check_nonnegative, check_positive_int, check_probability
 
 
@@ -86,7 +86,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     x, y = ds.x_test.to(device), ds.y_test.to(device)
     if cfg.n_test is not None:
         x, y = x[:cfg.n_test], y[:cfg.n_test]
-    store = UnitStore(out)
+    store = UnitStore(out, config_digest(cfg))
     starts = list(range(0, x.shape[0], cfg.block))
     mine = distributed.my_units(starts)
     local: dict[int, Any] = {}

@@ -23,6 +23,7 @@ from advgame.experiments.common import (
     Progress,
     UnitStore,
     atomic_write_json,
+    config_digest,
     no_progress,
     now_iso,
     seed_generators,
@@ -278,7 +279,7 @@ def run_attack(
     x, y = ds.x_test.to(device), ds.y_test.to(device)
     if cfg.n_test is not None:
         x, y = x[:cfg.n_test], y[:cfg.n_test]
-    store = UnitStore(out)
+    store = UnitStore(out, config_digest(cfg))
     clean = accuracy(model, x, y)
     norm = parse_norm(cfg.norm)
     units = [(a, e, s) for a in cfg.attacks for e in cfg.eps

@@ -126,15 +126,25 @@ def load_config(cls: type[C], path: str | Path | None, overrides: dict[str, Any]
         raise InputError("config", str(e)) from None
 
 
+def config_digest(cfg: Any) -> str:
+    """A short stable hash of a config dataclass (its JSON form)."""
+    import hashlib
+
+    text = json.dumps(to_jsonable(cfg), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 class UnitStore:
-    """Finished units of work under ``out/units/``, one JSON file each, written atomically.
+    """Finished units of work under ``out/units/[tag/]``, one JSON file each, atomically.
 
     ``get_or_compute(key, fn)`` returns the stored value of ``key`` or computes, stores and
-    returns ``fn()``. A run killed between units loses at most the unit in progress.
+    returns ``fn()``. A run killed between units loses at most the unit in progress. Pass
+    ``tag=config_digest(cfg)`` so that a rerun with a different config never reuses units
+    computed under another one.
     """
 
-    def __init__(self, out: str | Path) -> None:
-        self.dir = Path(out) / "units"
+    def __init__(self, out: str | Path, tag: str = "") -> None:
+        self.dir = Path(out) / "units" / tag if tag else Path(out) / "units"
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:

@@ -32,7 +32,13 @@ from advgame.experiments.classifier import (
     load_data,
     obtain_model,
 )
-from advgame.experiments.common import Progress, UnitStore, no_progress, seed_generators
+from advgame.experiments.common import (
+    Progress,
+    UnitStore,
+    config_digest,
+    no_progress,
+    seed_generators,
+)
 from advgame.experiments.s1_eval import (
     Defense,
     adaptive_pgd,
@@ -69,13 +75,13 @@ class Paper1Config(ModelConfig):
     pgd_steps: int = 40
     adaptive_eot: int = 16
     solver: str = "auto"
-    exact_time_limit: float = 60.0
+    exact_time_limit: float = 30.0
     num_maximizers: int = 8
     restarts: int = 8
     refine_checks: int = 50
     n_test: int | None = None
     convergence_ns: tuple[int, ...] = (10, 25, 50, 100, 200, 400, 800)
-    convergence_draws: int = 20
+    convergence_draws: int = 10
     convergence_t: float = 0.05
     diag_eps: tuple[float, ...] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
     diag_samples: int = 32
@@ -224,7 +230,7 @@ def _defenses(cfg: Paper1Config, g: _Game, shift: dict[str, Any]) -> list[Defens
 
 
 def table1(cfg: Paper1Config, g: _Game, eps_a: float, eps_d: float, shift: dict[str, Any],
-           gen: torch.Generator) -> dict[str, Any]:
+           gen: torch.Generator, *, adaptive: bool = True) -> dict[str, Any]:
     """Rows = defenses; columns: clean, FGM/PGD x {true, approx}, gap, adaptive PGD."""
     na = parse_norm(cfg.norm_a)
     y01 = g.y_te
@@ -237,20 +243,22 @@ def table1(cfg: Paper1Config, g: _Game, eps_a: float, eps_d: float, shift: dict[
             t, a = evaluate(d, g.model, g.w_te, g.b_te, z, g.ys_te, n_noise=cfg.n_noise,
                             alpha=cfg.alpha, generator=gen)
             ev[name] = (float(t.mean()), float(a.mean()))
-        if d.kind == "shift" and float(d.shifts.abs().max()) == 0:  # type: ignore[union-attr]
-            adaptive = ev["pgd"][0]
+        if not adaptive:
+            adaptive_acc: float | None = None
+        elif d.kind == "shift" and float(d.shifts.abs().max()) == 0:  # type: ignore[union-attr]
+            adaptive_acc = ev["pgd"][0]
         else:
             xa = adaptive_pgd(d, g.model, g.x_te, y01, eps_a, na, steps=cfg.pgd_steps,
                               generator=gen, eot=cfg.adaptive_eot)
-            adaptive = float(evaluate(d, g.model, g.w_te, g.b_te, xa, g.ys_te,
-                                      n_noise=cfg.n_noise, alpha=cfg.alpha,
-                                      generator=gen)[0].mean())
+            adaptive_acc = float(evaluate(d, g.model, g.w_te, g.b_te, xa, g.ys_te,
+                                          n_noise=cfg.n_noise, alpha=cfg.alpha,
+                                          generator=gen)[0].mean())
         rows.append({
             "defense": d.name, "clean_true": ev["clean"][0], "clean_approx": ev["clean"][1],
             "fgm_true": ev["fgm"][0], "fgm_approx": ev["fgm"][1],
             "pgd_true": ev["pgd"][0], "pgd_approx": ev["pgd"][1],
             "fgm_gap": ev["fgm"][0] - ev["fgm"][1], "pgd_gap": ev["pgd"][0] - ev["pgd"][1],
-            "pgd_adaptive_true": adaptive,
+            "pgd_adaptive_true": adaptive_acc,
         })
     return {"eps_a": eps_a, "eps_d": eps_d, "rows": rows, "shift": {
         k: v for k, v in shift.items() if k not in ("v", "maximizers")},
@@ -328,7 +336,8 @@ def pair_summary(cfg: Paper1Config, g: _Game, clean: float, eps_a: float, eps_d:
     """Compact Table 1 of one class pair / dataset."""
     ds = g.ds
     shift = _solve_shift(cfg, g, eps_a, eps_d, method="fast")
-    t = table1(replace(cfg, n_noise=min(cfg.n_noise, 200)), g, eps_a, eps_d, shift, gen)
+    t = table1(replace(cfg, n_noise=min(cfg.n_noise, 200)), g, eps_a, eps_d, shift, gen,
+               adaptive=False)
     rows = {r["defense"].split(" ")[0] + ("-" + r["defense"].split()[-1] if "Gaussian" in
             r["defense"] else ""): r for r in t["rows"]}
     diag = diagnostics(replace(cfg, diag_samples=min(cfg.diag_samples, 8)), g, eps_a, gen)
@@ -357,7 +366,7 @@ def run_paper1(cfg: Paper1Config, out: Path, device: torch.device,
                progress: Progress = no_progress) -> dict[str, Any]:
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    store = UnitStore(out)
+    store = UnitStore(out, config_digest(cfg))
     timings: dict[str, float] = {}
     res = base_results("paper1", cfg, cfg.seed)
     na, nd = parse_norm(cfg.norm_a), parse_norm(cfg.norm_d)
@@ -504,6 +513,7 @@ def _other_pairs(cfg: Paper1Config, out: Path, device: torch.device, store: Unit
                                                    seed=cfg.seed)
             ds = select_classes(cache[(name, ddir)], p)
             sub = replace(cfg, dataset=name, data_dir=ddir, classes=p,
+                          epochs=min(cfg.epochs, 5), refine_checks=min(cfg.refine_checks, 10),
                           arch=("cnn" if name == "cifar10" and cfg.arch == "mlp" else cfg.arch),
                           n_test=cfg.n_test)
             g, info = _prepare(sub, ds, out / "pairs" / f"{name}-{p[0]}-{p[1]}", device,
