@@ -28,6 +28,7 @@ do_attnet_hidden = [16]
 do_attnet_epochs = 1
 do_defender_epochs = 1
 do_train_size = 200
+eval_attackers = [{ name = "EOT-PGD", kind = "pgd", eps = 0.1, steps = 2 }]
 
 [[defenders]]
 name = "clean"
@@ -142,10 +143,13 @@ def test_game_command_tables_figures_and_resume(tmp_path: Path) -> None:
     eq = data["equilibrium"]
     assert sum(eq["defender"].values()) == pytest.approx(1)
     assert set(eq["defender"]) <= set(defenders)
-    # mixed defense: expected payoff = p . A[:, j]
-    for row in tables["mixed_defense"]["rows"]:
+    # mixed defense: expected payoff = p . A[:, j]; the attack outside the game is listed
+    rows = tables["mixed_defense"]["rows"]
+    for row in rows[:len(attackers)]:
         j = attackers.index(row[0])
         assert row[1] == pytest.approx(float(p @ a[:, j]))
+    assert rows[-1][0] == "EOT-PGD (outside the game)" and rows[-1][4] is not None
+    assert len(data["mixed_defense"]["outside"]) == 1
     # fictitious play / regret matching curves and double oracle bounds
     fp = data["fictitious_play"]
     assert len(fp["iterations"]) == len(fp["exploitability"]) and fp["iterations"][-1] == 300
@@ -177,11 +181,15 @@ def test_game_command_tables_figures_and_resume(tmp_path: Path) -> None:
     ('[[attackers]]\nname = "x"\nkind = "pgd"\neps = 0.1\nsteps_typo = 3\n', "steps_typo"),
     ('[[attackers]]\nname = "x"\nkind = "transfer"\neps = 0.1\nsurrogate = "nobody"\n',
      "unknown defender"),
+    ('eval_attackers = [{ name = "PGD-0.1", kind = "pgd", eps = 0.1 }]\n',
+     "eval_attackers"),
 ])
 def test_bad_config_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           extra: str, message: str) -> None:
     cfg = tmp_path / "bad.toml"
-    cfg.write_text(TINY + "\n" + extra if extra.startswith("[[") else extra + TINY)
+    text = TINY.replace("eval_attackers", "# eval_attackers") \
+        if extra.startswith("eval_attackers") else TINY
+    cfg.write_text(text + "\n" + extra if extra.startswith("[[") else extra + text)
     assert main(["game", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -296,6 +296,31 @@ def test_build_strategies_and_skip_missing_library(blobs: tuple[torch.Tensor, to
     assert [d.key for d in again.values()] == [d.key for d in defenses.values()]
 
 
+def test_attnet_loaded_from_weights(tmp_path: Path, blobs: tuple[torch.Tensor, torch.Tensor],
+                                    trained: dict[str, nn.Module]) -> None:
+    x, y = blobs
+    proto = AttNetAttack("A", 0.1, hidden=(8,), epochs=1, x_train=x, y_train=y)
+    net = proto.train_against(trained["m0"], x[:100], y[:100], torch.Generator().manual_seed(0))
+    path = tmp_path / "attnet.pt"
+    torch.save({"state_dict": net.state_dict()}, path)
+
+    def load_state(p: str, module: nn.Module) -> nn.Module:
+        module.load_state_dict(torch.load(p, weights_only=True)["state_dict"])
+        return module
+
+    ctx = BuildContext(x, y, 2, trained["m0"], load_state=load_state)
+    _, at = parse_strategies([{"name": "clean", "kind": "clean"}], [
+        {"name": "A", "kind": "attnet", "eps": 0.1, "hidden": [8], "path": str(path)}])
+    attacks, _ = build_attackers(at, ctx, {})
+    a = attacks["A"]
+    assert not a.adaptive
+    ref = proto.craft(trained["m0"], x[:10], y[:10])  # adaptive: trains a new net
+    loaded = a.craft(trained["m1"], x[:10], y[:10])
+    with torch.no_grad():
+        assert torch.allclose(loaded, (x[:10] + 0.1 * net(x[:10])).clamp(0, 1), atol=1e-6)
+    assert ref.shape == loaded.shape
+
+
 @pytest.mark.slow
 def test_art_adapter_white_box(blobs: tuple[torch.Tensor, torch.Tensor],
                                trained: dict[str, nn.Module]) -> None:

@@ -116,6 +116,9 @@ class GameConfig(ModelConfig):
             training-set size when set.
         fp_iterations, rm_iterations: iterations of fictitious play / regret matching+.
         mixed_eot: evaluate the equilibrium mixtures against adaptive EOT attacks.
+        eval_attackers: attacker tables *outside* the game, run only against the deployed
+            equilibrium mixtures (e.g. white-box PGD with EOT when the game's attackers are
+            fixed maps); their expected payoff sum_i p_i A_ij is computed as well.
         double_oracle: run the double oracle from the configured game.
         do_attacker: attacker oracle, ``attnet`` or ``pgd``; do_eps, do_norm: its budget.
         do_tol, do_max_iters: stopping rule (bounds within tol, or iterations).
@@ -133,6 +136,7 @@ class GameConfig(ModelConfig):
     fp_iterations: int = 10_000
     rm_iterations: int = 10_000
     mixed_eot: bool = True
+    eval_attackers: tuple[dict[str, Any], ...] = ()
     double_oracle: bool = True
     do_attacker: str = "attnet"
     do_eps: float = 0.2
@@ -148,6 +152,15 @@ class GameConfig(ModelConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         parse_strategies(self.defenders, self.attackers)
+        if self.eval_attackers:
+            try:
+                _, extra = parse_strategies(self.defenders, self.eval_attackers)
+            except InputError as e:
+                raise InputError("eval_" + e.argument, e.problem) from None
+            clash = sorted({a.name for a in extra}
+                           & {str(dict(t).get("name")) for t in self.attackers})
+            if clash:
+                raise InputError("eval_attackers", f"names {clash} are game attackers too")
         for name in ("n_test", "defense_epochs", "attnet_epochs", "attnet_train_size",
                      "do_train_size"):
             v = getattr(self, name)
@@ -159,11 +172,20 @@ class GameConfig(ModelConfig):
         self.oracle_config()  # validates the do_* fields
 
     def oracle_config(self) -> OracleConfig:
-        return OracleConfig(
-            attacker=self.do_attacker, eps=self.do_eps, norm=self.do_norm,
-            attnet_hidden=tuple(self.do_attnet_hidden), attnet_epochs=self.do_attnet_epochs,
-            pgd_steps=self.do_pgd_steps, defender_epochs=self.do_defender_epochs,
-            train_size=self.do_train_size, attnet_batch_size=self.batch_size)
+        """The double oracle's settings (errors name the ``do_*`` field)."""
+        try:
+            return OracleConfig(
+                attacker=self.do_attacker, eps=self.do_eps, norm=self.do_norm,
+                attnet_hidden=tuple(self.do_attnet_hidden),
+                attnet_epochs=self.do_attnet_epochs, pgd_steps=self.do_pgd_steps,
+                defender_epochs=self.do_defender_epochs, train_size=self.do_train_size,
+                attnet_batch_size=self.batch_size)
+        except InputError as e:
+            name = {"eps": "do_eps", "norm": "do_norm", "attacker": "do_attacker",
+                    "attnet_epochs": "do_attnet_epochs", "pgd_steps": "do_pgd_steps",
+                    "defender_epochs": "do_defender_epochs",
+                    "train_size": "do_train_size"}.get(e.argument, e.argument)
+            raise InputError(name, e.problem) from None
 
     def model_config(self) -> ModelConfig:
         """The fields that define the clean classifier (``OUT/model.pt``)."""
@@ -257,13 +279,24 @@ def run_game(
                              f"with {ds.num_classes}")
         return model
 
+    def load_state(path: str, module: nn.Module) -> nn.Module:
+        if not Path(path).is_file():
+            raise InputError("path", f"{path} not found")
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+            module.load_state_dict(state.get("state_dict", state))
+        except Exception as e:  # noqa: BLE001 - any failure means unusable weights
+            raise InputError("path", f"{path} does not hold weights of this attack network "
+                             f"({type(e).__name__}: {str(e)[:120]})") from None
+        return module.to(device).eval()
+
     fits: dict[str, float] = {}
     ctx = BuildContext(
         x_tr, y_tr, ds.num_classes, base, arch=cfg.arch, arch_kwargs=cfg.arch_kwargs(),
         train_config=TrainConfig(epochs=cfg.defense_epochs if cfg.defense_epochs is not None
                                  else cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr),
         seed=cfg.seed, fit=_file_fit(work / "models", device, fits),
-        load_classifier=load_classifier)
+        load_classifier=load_classifier, load_state=load_state)
     t = time.perf_counter()
     defenses = build_defenders(dspecs, ctx)
     attacks, skipped = build_attackers(aspecs, ctx, defenses)
@@ -301,15 +334,19 @@ def run_game(
     mixed = MixedDefense("equilibrium", [defenses[d] for d in support],
                          list(support.values()))
     t = time.perf_counter()
-    mixed_eval = evaluate_mixed_defense(mixed, matrix, attacks, evaluator,
-                                        adaptive_attacks=cfg.mixed_eot, progress=progress)
+    outside: dict[str, Any] = {}
+    if cfg.eval_attackers:
+        _, extra_specs = parse_strategies(cfg.defenders, cfg.eval_attackers)
+        outside, extra_skipped = build_attackers(extra_specs, ctx, defenses)
+        skipped.update(extra_skipped)
+    mixed_eval = _deploy(cfg, mixed, matrix, attacks, outside, evaluator, progress)
     timings["mixed_defense_s"] = time.perf_counter() - t
 
     # ---- double oracle
     do: dict[str, Any] | None = None
     if cfg.double_oracle:
         t = time.perf_counter()
-        do = _double_oracle(cfg, defenses, attacks, evaluator, ctx, progress)
+        do = _double_oracle(cfg, defenses, attacks, outside, evaluator, ctx, progress)
         timings["double_oracle_s"] = time.perf_counter() - t
     timings.update(fits)
 
@@ -350,9 +387,24 @@ def _best_pure(a: np.ndarray) -> tuple[int, float, int]:
     return i, float(mins[i]), int(np.argmin(a[i]))
 
 
+def _deploy(cfg: GameConfig, mixed: MixedDefense, matrix: PayoffMatrix,
+            attacks: dict[str, Any], outside: dict[str, Any], evaluator: CellEvaluator,
+            progress: Progress) -> dict[str, list[MixedDefenseEvaluation]]:
+    """The deployed mixture against the game's attacks and the attacks outside the game."""
+    out = {"game": evaluate_mixed_defense(mixed, matrix, attacks, evaluator,
+                                          adaptive_attacks=cfg.mixed_eot, progress=progress),
+           "outside": []}
+    if outside:
+        comps = {c.name: c for c in mixed.components}
+        sub = compute_payoff(comps, outside, evaluator.x, evaluator.y, evaluator=evaluator)
+        out["outside"] = evaluate_mixed_defense(mixed, sub, outside, evaluator,
+                                                adaptive_attacks=True, progress=progress)
+    return out
+
+
 def _double_oracle(cfg: GameConfig, defenses: dict[str, Any], attacks: dict[str, Any],
-                   evaluator: CellEvaluator, ctx: BuildContext, progress: Progress
-                   ) -> dict[str, Any]:
+                   outside: dict[str, Any], evaluator: CellEvaluator, ctx: BuildContext,
+                   progress: Progress) -> dict[str, Any]:
     oracles = GameOracles(defenses, attacks, evaluator, ctx, cfg.oracle_config())
     bar = iter(progress(range(cfg.do_max_iters), "double oracle", cfg.do_max_iters))
     iters: list[dict[str, Any]] = []
@@ -372,8 +424,7 @@ def _double_oracle(cfg: GameConfig, defenses: dict[str, Any], attacks: dict[str,
                            evaluator.x, evaluator.y, evaluator=evaluator)
     pmix = res.defender_mixture()
     mixed = oracles.mixed_defense(pmix, "double-oracle")
-    mixed_eval = evaluate_mixed_defense(mixed, final, oracles.attacks, evaluator,
-                                        adaptive_attacks=cfg.mixed_eot, progress=progress)
+    mixed_eval = _deploy(cfg, mixed, final, oracles.attacks, outside, evaluator, progress)
     return {"result": res, "iterations": iters, "calls": oracles.calls, "matrix": final,
             "mixed": mixed_eval, "added_defenders": [r for r in rows if r not in defenses],
             "added_attackers": [c for c in cols if c not in attacks]}
@@ -387,13 +438,17 @@ def _mixture_text(names: tuple[str, ...] | list[str], probs: np.ndarray) -> str:
     return ", ".join(f"{names[i]} {probs[i]:.3f}" for i in order if probs[i] > 1e-9)
 
 
-def _mixed_rows(ev: list[MixedDefenseEvaluation]) -> list[list[Any]]:
-    return [[e.attacker, e.expected, e.sampled, e.sampled_se, e.eot, e.naive] for e in ev]
+Deployed = dict[str, list[MixedDefenseEvaluation]]
+
+
+def _mixed_rows(ev: Deployed) -> list[list[Any]]:
+    return [[e.attacker + (" (outside the game)" if part == "outside" else ""), e.expected,
+             e.sampled, e.sampled_se, e.eot, e.naive]
+            for part in ("game", "outside") for e in ev[part]]
 
 
 def _tables(res: dict[str, Any], cfg: GameConfig, dataset: str, matrix: PayoffMatrix,
-            game: dict[str, Any], mixed_eval: list[MixedDefenseEvaluation],
-            do: dict[str, Any] | None) -> None:
+            game: dict[str, Any], mixed_eval: Deployed, do: dict[str, Any] | None) -> None:
     a, p, q = matrix.accuracy, game["defender_strategy"], game["attacker_strategy"]
     n = game["n_test"]
     where = f"{dataset}, {n} test images"
@@ -523,7 +578,7 @@ def _tables(res: dict[str, Any], cfg: GameConfig, dataset: str, matrix: PayoffMa
 
 
 def _data(res: dict[str, Any], cfg: GameConfig, matrix: PayoffMatrix, game: dict[str, Any],
-          mixed_eval: list[MixedDefenseEvaluation], do: dict[str, Any] | None,
+          mixed_eval: Deployed, do: dict[str, Any] | None,
           info: dict[str, Any], work: Path, attacks: dict[str, Any],
           defenses: dict[str, Any]) -> None:
     bi, bval, bj = _best_pure(matrix.accuracy)
@@ -544,7 +599,7 @@ def _data(res: dict[str, Any], cfg: GameConfig, matrix: PayoffMatrix, game: dict
         "best_pure_defense": {"name": matrix.defenders[bi], "worst_case_value": bval,
                               "worst_attack": matrix.attackers[bj]},
         "gain_over_best_pure": game["value"] - bval,
-        "mixed_defense": [dataclasses.asdict(e) for e in mixed_eval],
+        "mixed_defense": {k: [dataclasses.asdict(e) for e in v] for k, v in mixed_eval.items()},
         "classifier": {k: v for k, v in info.items() if k != "loss_curve"},
         "work_dir": str(work),
     }
@@ -558,14 +613,14 @@ def _data(res: dict[str, Any], cfg: GameConfig, matrix: PayoffMatrix, game: dict
             "evaluations": r.evaluations, "tol": cfg.do_tol,
             "calls": [dataclasses.asdict(c) for c in do["calls"]],
             "added_defenders": do["added_defenders"], "added_attackers": do["added_attackers"],
-            "mixed_defense": [dataclasses.asdict(e) for e in do["mixed"]],
+            "mixed_defense": {k: [dataclasses.asdict(e) for e in v]
+                              for k, v in do["mixed"].items()},
         }
     res["data"] = data
 
 
 def _summary(cfg: GameConfig, dataset: str, matrix: PayoffMatrix, game: dict[str, Any],
-             mixed_eval: list[MixedDefenseEvaluation], do: dict[str, Any] | None
-             ) -> list[str]:
+             mixed_eval: Deployed, do: dict[str, Any] | None) -> list[str]:
     a, p, q = matrix.accuracy, game["defender_strategy"], game["attacker_strategy"]
     m, k = a.shape
     v = game["value"]
@@ -586,28 +641,32 @@ def _summary(cfg: GameConfig, dataset: str, matrix: PayoffMatrix, game: dict[str
         f"{matrix.defenders[bi]} keeps {wc[bi]:.4f} accuracy and the equilibrium mixture "
         f"{float(p @ wc):.4f} (the best single defense then is "
         f"{matrix.defenders[int(np.argmax(wc))]} with {float(np.max(wc)):.4f}).")
-    z = [abs(e.sampled - e.expected) / max(e.sampled_se, 1e-12) for e in mixed_eval]
-    out.append(
-        "Deployed as a randomized classifier (one component per query), the mixture's "
-        f"measured accuracy is within {max(z):.1f} standard errors of its expected payoff "
-        "against every attack (largest gap "
-        f"{max(abs(e.sampled - e.expected) for e in mixed_eval):.4f}).")
-    eot = [e for e in mixed_eval if e.eot is not None]
-    if eot and len(p[p > 1e-9]) > 1:
-        worst = min(eot, key=lambda e: e.eot if e.eot is not None else 1.0)
-        higher = sum(1 for e in eot if e.eot is not None and e.eot > e.expected
-                     + 2 * e.sampled_se)
-        lower = sum(1 for e in eot if e.eot is not None and e.eot < e.expected
-                    - 2 * e.sampled_se)
+    in_game = mixed_eval["game"]
+    z = [abs(e.sampled - e.expected) / max(e.sampled_se, 1e-12) for e in in_game]
+    eot = [e for e in in_game + mixed_eval["outside"] if e.eot is not None]
+    if len(p[p > 1e-9]) > 1:
         out.append(
-            f"An adaptive attacker who does not see the draw and attacks the mixture's "
-            f"expectation (EOT) leaves {worst.eot:.4f} accuracy at worst ({worst.attacker}; "
-            f"expected payoff {worst.expected:.4f}); EOT attacks do worse than the "
-            f"game's assumption on {higher} and better on {lower} of {len(eot)} adaptive "
-            "attacks (beyond 2 standard errors).")
-    elif eot:
-        out.append("The equilibrium defense is a pure strategy, so EOT and direct attacks "
-                   "coincide with the payoff matrix.")
+            "Deployed as a randomized classifier (one component per query), the mixture's "
+            f"measured accuracy is within {max(z):.1f} standard errors of its expected "
+            "payoff against every attack (largest gap "
+            f"{max(abs(e.sampled - e.expected) for e in in_game):.4f}).")
+        if eot:
+            worst = min(eot, key=lambda e: e.eot if e.eot is not None else 1.0)
+            higher = sum(1 for e in eot if e.eot is not None
+                         and e.eot > e.expected + 2 * e.sampled_se)
+            lower = sum(1 for e in eot if e.eot is not None
+                        and e.eot < e.expected - 2 * e.sampled_se)
+            out.append(
+                "An adaptive attacker who does not see the draw and attacks the mixture's "
+                f"expectation (EOT) leaves {worst.eot:.4f} accuracy at worst "
+                f"({worst.attacker}; expected payoff {worst.expected:.4f} when the attacker "
+                f"sees the draw); the EOT attack is weaker than that on {higher} and "
+                f"stronger on {lower} of {len(eot)} adaptive attacks (beyond 2 standard "
+                "errors).")
+    else:
+        out.append("The equilibrium defense is a pure strategy (a saddle point of the "
+                   "payoff matrix): randomizing over these defenders cannot raise the "
+                   "guaranteed accuracy.")
     fp, rm = game["fictitious_play"], game["regret_matching"]
     out.append(
         f"Fictitious play reaches exploitability {float(fp['exploitability'][-1]):.2e} after "
@@ -622,7 +681,7 @@ def _summary(cfg: GameConfig, dataset: str, matrix: PayoffMatrix, game: dict[str
             + ("converged" if r.converged else "not converged") + f" at tol {cfg.do_tol:g}); "
             f"restricted value {float(r.values[0]):.4f} -> {r.value:.4f}; final defense "
             f"{_mixture_text(list(r.rows), r.defender_strategy)}.")
-        de = [e for e in do["mixed"] if e.eot is not None]
+        de = [e for e in do["mixed"]["game"] + do["mixed"]["outside"] if e.eot is not None]
         if de and len(r.defender_mixture()) > 1:
             w = min(de, key=lambda e: e.eot if e.eot is not None else 1.0)
             out.append(f"The double oracle's mixture under EOT attacks keeps at worst "

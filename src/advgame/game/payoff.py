@@ -171,8 +171,7 @@ class Cell:
     Attributes:
         accuracy: defender accuracy on the N test points (the payoff).
         success: (N,) bool, the attack fooled the defender on example k.
-        seconds: time spent computing it (0 if read from the store in this run... the
-            stored time of the original computation).
+        seconds: time its computation took (as stored when it was first computed).
     """
 
     accuracy: float

@@ -392,7 +392,10 @@ class AttNetSpec(AttackerSpec):
 
     ``against="self"``: a fresh AttNet is trained against each defended model it meets
     (white box, adaptive). Otherwise ``against`` names a defender: one AttNet is trained
-    against it and then applied unchanged to every defender (a fixed map).
+    against it and then applied unchanged to every defender (a fixed map). ``path``: load
+    trained weights (a state dict of the ``arch`` / ``hidden`` network, e.g. saved by
+    ``advgame paper2``) instead; the AttNet is then a fixed map (its stored cells are keyed
+    by the path, so give changed weights a new file name).
     """
 
     kind: ClassVar[str] = "attnet"
@@ -403,6 +406,7 @@ class AttNetSpec(AttackerSpec):
     batch_size: int = 64
     against: str = "self"
     train_size: int | None = None
+    path: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -420,7 +424,7 @@ class AttNetSpec(AttackerSpec):
             raise InputError("hidden", "give at least one width")
 
     def dependencies(self) -> tuple[str, ...]:
-        return () if self.against == "self" else (self.against,)
+        return () if self.against == "self" or self.path is not None else (self.against,)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -1203,6 +1207,8 @@ class BuildContext:
         seed: run seed; every unit draws from ``unit_generator(seed, key)``.
         fit: ``fit(key, module, train_fn)`` -> module with trained weights (cached by key).
         load_classifier: loads a checkpoint path (defender ``clean`` with ``path``).
+        load_state: ``load_state(path, module)`` loads weights into a module (an AttNet
+            with ``path``).
     """
 
     x_train: torch.Tensor
@@ -1215,6 +1221,7 @@ class BuildContext:
     seed: int = 0
     fit: Fit = dataclasses.field(default_factory=fit_in_memory)
     load_classifier: Callable[[str], nn.Module] | None = None
+    load_state: Callable[[str, nn.Module], nn.Module] | None = None
 
     @property
     def device(self) -> torch.device:
@@ -1444,7 +1451,14 @@ def build_attackers(
             a = AttNetAttack(spec.name, spec.eps, arch=spec.arch, hidden=spec.hidden,
                              epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
                              x_train=xa, y_train=ya, key=key)
-            if spec.against != "self":
+            if spec.path is not None:
+                assert isinstance(a, AttNetAttack)
+                if ctx.load_state is None:
+                    raise InputError("path", "loading AttNet weights is not available here")
+                net = a.fresh_net(ctx.input_shape, ctx.generator("init-" + key), ctx.device)
+                a = AttNetAttack(spec.name, spec.eps, net=ctx.load_state(spec.path, net),
+                                 key=key)
+            elif spec.against != "self":
                 assert isinstance(a, AttNetAttack)
                 target = defenders[spec.against].attack_model()
                 net = a.fresh_net(ctx.input_shape, ctx.generator("init-" + key), ctx.device)
