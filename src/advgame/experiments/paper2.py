@@ -232,6 +232,19 @@ class _Work:
         self.models = self.dir / "models"
         self.store = UnitStore(self.dir)
         self.timings: dict[str, float] = {}
+        self.trained: list[str] = []
+
+    def record(self, key: str, seconds: float) -> None:
+        """Time of a unit computed in this run, stored so that a resumed run reports it."""
+        self.timings[key] = seconds
+        self.trained.append(key)
+        self.store.put(f"timing-{key}", {"seconds": seconds})
+
+    def recall(self, key: str) -> None:
+        """The stored time of a unit computed by an earlier (interrupted) run."""
+        got = self.store.get(f"timing-{key}")
+        if got is not None:
+            self.timings[key] = float(got["seconds"])
 
     def new_classifier(self, key: str) -> nn.Module:
         with _seeded_init(self.cfg.seed, key):
@@ -243,10 +256,11 @@ class _Work:
         path = self.models / f"{key}.pt"
         if path.is_file():
             model, _ = load_checkpoint(path, map_location=self.device)
+            self.recall(f"train_{key}_s")
             return model
         t0 = time.perf_counter()
         model = make()
-        self.timings[f"train_{key}_s"] = time.perf_counter() - t0
+        self.record(f"train_{key}_s", time.perf_counter() - t0)
         save_checkpoint(path, model, arch=self.cfg.arch, input_shape=self.ds.input_shape,
                         num_classes=self.ds.num_classes, kwargs=self.cfg.arch_kwargs(),
                         meta={"key": key})
@@ -259,10 +273,11 @@ class _Work:
         """
         path = self.models / f"{key}.state.pt"
         if _load_state(path, module, self.device):
+            self.recall(f"train_{key}_s")
             return False
         t0 = time.perf_counter()
         fit(module)
-        self.timings[f"train_{key}_s"] = time.perf_counter() - t0
+        self.record(f"train_{key}_s", time.perf_counter() - t0)
         _save_state(path, module, {"key": key})
         return True
 
@@ -301,11 +316,9 @@ def run_paper2(
     n_att = cfg.attnet_train_size or x_tr.shape[0]
     x_att, y_att = x_tr[:n_att], y_tr[:n_att]
 
-    t = time.perf_counter()
     u0, info = obtain_model(cfg, ds, out, device, progress=progress)
     u0.eval()
-    work.timings["train_u0_s"] = time.perf_counter() - t if info.get("source") == "trained" \
-        else 0.0
+    work.timings["train_u0_s"] = float(info.get("train_s") or 0.0)
 
     defenses: dict[str, nn.Module] = {}
     if "clean" in cfg.defenses or "cat-mouse" in cfg.defenses:
@@ -373,6 +386,7 @@ def run_paper2(
         if model_path.is_file() and _load_state(work.models / f"{name}-attnet.state.pt",
                                                 attnet, device):
             model, _ = load_checkpoint(model_path, map_location=device)
+            work.recall(f"train_{name}_s")
         else:
             model = copy.deepcopy(u0)
             ts = time.perf_counter()
@@ -384,7 +398,7 @@ def run_paper2(
                 lr_min=cfg.minimax_lr, lr_max=cfg.attnet_lr, batch_size=cfg.batch_size,
                 rho=rho, generator=_generator(cfg.seed, name),
             )
-            work.timings[f"train_{name}_s"] = time.perf_counter() - ts
+            work.record(f"train_{name}_s", time.perf_counter() - ts)
             work.store.put(f"curve-{name}", {
                 "min_objective": hist.min_objective, "max_objective": hist.max_objective,
                 "value": hist.value,
@@ -422,7 +436,11 @@ def run_paper2(
     # ---- evaluation
     te = time.perf_counter()
     cells = _evaluate(cfg, work, defenses, game_attnets, x_att, y_att, x_te, y_te, progress)
-    work.timings["evaluate_s"] = time.perf_counter() - te
+    work.timings["evaluate_wall_s"] = time.perf_counter() - te
+    work.timings["evaluate_s"] = sum(c["seconds"] for row in cells.values()
+                                     for c in row.values())
+    work.timings["compute_s"] = sum(v for k, v in work.timings.items()
+                                    if k.startswith("train_") or k == "evaluate_s")
     cm = cat_and_mouse_errors(cm_models, x_te, y_te, cfg.eta) if len(cm_models) > 1 else None
     fgsm_j = [fgsm_examples(m, x_te, y_te, cfg.eta) for m in cm_models[:-1]] \
         if len(cm_models) > 1 else []
@@ -694,7 +712,7 @@ def _data(cfg: Paper2Config, res: dict[str, Any], cells: dict[str, dict[str, Any
         "defense_attack": {d: {a: {k: v for k, v in c.items() if k != "flags"}
                                for a, c in row.items()} for d, row in cells.items()},
         "fgsm_sign_agreement": agreement, "curves": curves,
-        "work_dir": str(work.dir),
+        "work_dir": str(work.dir), "trained_this_run": work.trained,
     }
     if cm is not None:
         osc = _oscillation(cm, n)
@@ -865,7 +883,8 @@ def _figures(cfg: Paper2Config, out: Path, res: dict[str, Any],
         plots.convergence(out / "minimax_curves.png", list(range(1, iters + 1)), series,
                           title="Minimax / maximin objective curves",
                           xlabel="outer iteration", ylabel="cross-entropy f(u, v) "
-                          f"(moving mean over {w})", logx=False, logy=False)
+                          f"(moving mean over {w})", logx=False, logy=True,
+                          styles={k: {"marker": "None", "linewidth": 1.5} for k in series})
         res["figures"].append({"name": "minimax_curves", "file": "minimax_curves.png",
                                "caption": "Both players' mini-batch objectives per outer "
                                           "iteration (defender: descent steps, with the "
