@@ -788,7 +788,7 @@ def _fast(
     n_refine = max(cfg.refine_top, num_maximizers)
     refined: list[FloatArray] = []
     checks = solves = 0
-    greedy_best = 0
+    greedy_best = int(best_c.max())
     for i, u in enumerate(cands):
         if i < n_refine:
             if cfg.refine_checks > 0:
