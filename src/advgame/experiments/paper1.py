@@ -689,8 +689,8 @@ def _pairs_outputs(cfg: Paper1Config, res: dict[str, Any], summaries: list[dict[
         "name": "pairs", "title": "Other class pairs and datasets",
         "caption": f"Accuracy at eps_A={cfg.eps_a[-1]:g} (L{parse_norm(cfg.norm_a)}), "
                    f"eps_D={cfg.eps_d[0]:g} (L{parse_norm(cfg.norm_d)}); v_n by the fast "
-                   f"solver (no LNS rounds); faithful = fraction of test points where the linear model "
-                   f"is faithful at eps_A.",
+                   f"solver (no LNS rounds); faithful = fraction of test points where the "
+                   f"linear model is faithful at eps_A.",
         "columns": ["dataset", "pair", "clean", "v_n clean", "none FGM", "none FGM approx",
                     "none PGD", "Gauss vote FGM", "v_n FGM", "v_n FGM approx", "v_n PGD",
                     "faithful"],
