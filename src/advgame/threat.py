@@ -90,6 +90,8 @@ def project(delta: torch.Tensor, eps: float | torch.Tensor, norm: Norm) -> torch
     For L-inf this is coordinate clipping; for L2 a rescaling by min(1, eps/||delta||_2).
     ``eps`` may be a scalar or a per-example tensor of shape (N,).
     """
+    if norm == "inf" and not isinstance(eps, torch.Tensor) and eps >= 0:
+        return delta.clamp(-eps, eps)  # one pass; the same values as minimum/maximum
     e = eps if isinstance(eps, torch.Tensor) else torch.tensor(eps, dtype=delta.dtype)
     e = e.to(delta.device, delta.dtype)
     if e.ndim == 1:
