@@ -59,12 +59,17 @@ def check_tensor(
 
 
 def check_images(name: str, x: object) -> torch.Tensor:
-    """Check a batch of inputs in the box [0, 1]: floating, finite, shape (N, ...)."""
-    t = check_tensor(name, x, min_ndim=2)
+    """Check a batch of inputs in the box [0, 1]: floating, finite, shape (N, ...).
+
+    One ``aminmax`` pass checks both: NaN and inf propagate into the min or max.
+    """
+    t = check_tensor(name, x, min_ndim=2, finite=False)
     if not t.is_floating_point():
         raise InputError(name, f"must be a floating tensor, got dtype {t.dtype}")
     lo_t, hi_t = torch.aminmax(t)
     lo, hi = float(lo_t), float(hi_t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(name, "contains NaN or inf values")
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise InputError(name, f"values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
     return t
