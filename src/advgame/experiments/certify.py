@@ -21,9 +21,10 @@ from advgame.errors import InputError
 from advgame.experiments.classifier import (
     ModelConfig,
     base_results,
+    eval_subset,
     finish,
     load_data,
-    obtain_model,
+    obtain_model_once,
 )
 from advgame.experiments.common import Progress, UnitStore, config_digest, no_progress
 from advgame.validate import check_nonnegative, check_positive_int, check_probability
@@ -78,14 +79,8 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data(cfg)
-    if distributed.is_main():
-        model, info = obtain_model(cfg, ds, out, device, cfg.model, progress)
-    distributed.barrier()
-    if not distributed.is_main():
-        model, info = obtain_model(cfg, ds, out, device, cfg.model, no_progress)
-    x, y = ds.x_test.to(device), ds.y_test.to(device)
-    if cfg.n_test is not None:
-        x, y = x[:cfg.n_test], y[:cfg.n_test]
+    model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
+    x, y = eval_subset(ds, device, cfg.n_test)
     store = UnitStore(out, config_digest(cfg))
     starts = list(range(0, x.shape[0], cfg.block))
     mine = distributed.my_units(starts)

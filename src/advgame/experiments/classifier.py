@@ -149,6 +149,28 @@ def obtain_model(
     return model, {"source": "trained", **summary}
 
 
+def obtain_model_once(
+    cfg: ModelConfig, ds: Dataset, out: Path, device: torch.device,
+    model_path: str | None = None, progress: Progress = no_progress,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`obtain_model` for sharded evaluation: under torchrun rank 0 trains or loads
+    (and saves ``out/model.pt``) while the others wait, then load what it saved."""
+    if distributed.is_main():
+        result = obtain_model(cfg, ds, out, device, model_path, progress)
+    distributed.barrier()
+    if not distributed.is_main():
+        result = obtain_model(cfg, ds, out, device, model_path, no_progress)
+    return result
+
+
+def eval_subset(
+    ds: Dataset, device: torch.device, n_test: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n_test`` test points (all when None), on ``device``."""
+    x, y = ds.x_test.to(device), ds.y_test.to(device)
+    return (x, y) if n_test is None else (x[:n_test], y[:n_test])
+
+
 def _jsonable_cfg(cfg: Any) -> dict[str, Any]:
     d = asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
@@ -271,14 +293,8 @@ def run_attack(
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data(cfg)
-    if distributed.is_main():
-        model, info = obtain_model(cfg, ds, out, device, cfg.model, progress)
-    distributed.barrier()
-    if not distributed.is_main():
-        model, info = obtain_model(cfg, ds, out, device, cfg.model, no_progress)
-    x, y = ds.x_test.to(device), ds.y_test.to(device)
-    if cfg.n_test is not None:
-        x, y = x[:cfg.n_test], y[:cfg.n_test]
+    model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
+    x, y = eval_subset(ds, device, cfg.n_test)
     store = UnitStore(out, config_digest(cfg))
     clean = accuracy(model, x, y)
     norm = parse_norm(cfg.norm)
