@@ -93,3 +93,15 @@ def test_help_lists_commands() -> None:
     assert p.returncode == 0
     for cmd in ("train", "attack", "report"):
         assert cmd in p.stdout
+
+
+def test_train_same_seed_identical_weights(tmp_path: Path) -> None:
+    import torch
+
+    weights = []
+    for k in range(2):
+        out = tmp_path / f"t{k}"
+        assert main(["train", "--dataset", "gaussians", "--epochs", "2", "--hidden", "8",
+                     "--out", str(out)]) == 0
+        weights.append(torch.load(out / "model.pt", weights_only=True)["state_dict"])
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
