@@ -61,3 +61,19 @@ def test_sharded_certification_is_identical(runs: dict[str, Path]) -> None:
     assert b["data"]["world_size"] == 2
     assert a["data"]["radius"] == b["data"]["radius"]
     assert a["data"]["class"] == b["data"]["class"]
+
+
+def test_sharded_payoff_matrix_is_identical(tmp_path: Path) -> None:
+    from tests.test_game_command import TINY
+
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(TINY)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["game", "--config", str(cfg), "--out", str(one)]) == 0
+    p = torchrun(["game", "--config", str(cfg), "--out", str(two)])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "payoff cells (rank 1)" in p.stderr  # the cells were split between the ranks
+    a, b = load(one), load(two)
+    payoff = [t for t in a["tables"] if "payoff" in t["name"]]
+    assert payoff, [t["name"] for t in a["tables"]]
+    assert payoff == [t for t in b["tables"] if "payoff" in t["name"]]

@@ -55,6 +55,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from advgame import distributed
 from advgame.errors import InputError
 from advgame.game.strategies import (
     Attack,
@@ -300,6 +301,28 @@ class PayoffMatrix:
                             if self.seconds.size else self.seconds)
 
 
+def _share_cells(
+    ev: CellEvaluator, defenses: Mapping[str, Defense], attacks: Mapping[str, Attack],
+    pairs: Sequence[tuple[str, str]],
+    progress: Callable[[Iterable[Any], str, int], Iterable[Any]] | None,
+) -> None:
+    """Under torchrun: each rank computes the cells ``pairs[rank::world]`` (each seeded by
+    its own key, so the process does not matter), then every rank stores every cell."""
+    mine = distributed.my_units(list(pairs))
+    it: Iterable[Any] = mine if progress is None else progress(
+        mine, f"payoff cells (rank {distributed.rank()})", len(mine))
+    local: dict[str, Any] = {}
+    for d, a in it:
+        key = ev.cell_key(defenses[d], attacks[a])
+        c = ev.cell(defenses[d], attacks[a])
+        local[key] = {"defender": d, "attacker": a, "accuracy": c.accuracy,
+                      "n": ev.x.shape[0], "success": encode_flags(c.success),
+                      "seconds": c.seconds}
+    for key, value in distributed.gather_units(local).items():
+        if ev.store.get(key) is None:
+            ev.store.put(key, value)
+
+
 def compute_payoff(
     defenses: Mapping[str, Defense],
     attacks: Mapping[str, Attack],
@@ -333,6 +356,8 @@ def compute_payoff(
     ev = evaluator or CellEvaluator(x, y, store=store, seed=seed)
     names_d, names_a = list(defenses), list(attacks)
     pairs = [(d, a) for d in names_d for a in names_a]
+    if distributed.world_size() > 1:
+        _share_cells(ev, defenses, attacks, pairs, progress)
     it: Iterable[Any] = pairs if progress is None else progress(pairs, "payoff cells",
                                                                 len(pairs))
     cells: dict[tuple[str, str], Cell] = {}
