@@ -398,6 +398,9 @@ def test_equilibrium_shift_per_point_gradients_and_shapes() -> None:
     assert acc1 == acc2
     v3, acc3 = equilibrium_shift(w, b, x, y, 0.05, 0.1, generator=torch.Generator().manual_seed(1))
     assert acc3 <= acc1
+    v4, acc4 = equilibrium_shift(w, b, x, y, 0.05, 0.1, seed=5, restarts=4)
+    v5, acc5 = equilibrium_shift(w, b, x, y, 0.05, 0.1, generator=5, restarts=4)
+    assert acc4 == acc5 and torch.equal(v4, v5)
 
 
 # --------------------------------------------------------------------------------------

@@ -20,9 +20,13 @@ a maximum feasible subsystem problem (NP-hard in general). This module solves it
   realizable in the true ball (an exact outer-approximation method; if the round or time
   limit stops it first, the error of the approximation is reported).
 * ``method="fast"``: an annealed sigmoid surrogate maximized by projected ascent from
-  several starts, followed by a greedy refinement that adds violated constraints one at a
-  time while an exact feasibility oracle (an LP for q = inf, least-distance programming
-  for q = 2) says the enlarged set is still jointly satisfiable in the ball.
+  several starts, then a greedy refinement that adds violated constraints one at a time
+  while an exact feasibility oracle (an LP for q = inf, least-distance programming for
+  q = 2) says the enlarged set is still jointly satisfiable in the ball, then a
+  large-neighborhood search that re-optimizes the constraints nearest to flipping with a
+  small MILP.
+* Either method first detects the case of a linear classifier (all rows collinear),
+  which is one-dimensional and solved exactly by a sweep.
 
 Both return every distinct maximizer they found on request: the uniform distribution over
 them is a mixed (randomized-smoothing) equilibrium strategy of the linearized game, since
@@ -315,11 +319,7 @@ def _feasible_point(
 
 def _min_norm_point(prob: _Problem, required: NDArray[np.intp], tol: float) -> FloatArray | None:
     """argmin ||u||_2 over {a_hat_i . u >= gamma_i + tol, i required} (no ball), or None."""
-    u = _ldp(prob.a_hat[required], prob.gamma[required] + tol)
-    if u is None:
-        return None
-    # one pass of constraint-generation-free verification (the LDP saw every row)
-    return u
+    return _ldp(prob.a_hat[required], prob.gamma[required] + tol)
 
 
 # --------------------------------------------------------------------------------------
@@ -887,9 +887,14 @@ def max_feasible_shift(
         T from 0.2 to 0.002 over ``steps`` steps; then the ``refine_top`` best distinct
         results are refined greedily, adding violated rows (smallest deficit first) while
         an exact oracle (LP for q = inf, least-distance programming for q = 2, both with
-        constraint generation) finds a point satisfying them all; at most
-        ``refine_checks`` oracle calls each. Cost per step: two (m, d) x (d, restarts)
-        products.
+        constraint generation) finds a point satisfying them all (at most
+        ``refine_checks`` oracle calls each), then improved by large-neighborhood search:
+        the ``lns_rows`` rows with the smallest |margin| become the binaries of a small
+        MILP over a step small enough that no other row changes sign (``lns_nodes``
+        branch-and-bound nodes; repeated up to ``lns_rounds`` times while it improves).
+        Cost per surrogate step: two (m, d) x (d, restarts) float32 products; on 10,000
+        x 784 rows the refinement (LPs and MILPs in 784 variables) costs about as much
+        as the ascent (see benchmarks/BENCHMARKS.md).
 
     Args:
         a: (n, d) constraint rows a_i = y_i w_i.
@@ -906,7 +911,8 @@ def max_feasible_shift(
             sets). Exact: re-solves with a no-good cut on each found set and the count
             fixed to the optimum, so every one is a proven maximizer. Fast: the distinct
             best results across restarts.
-        restarts, steps, refine_checks, refine_top: ``fast`` effort (see above).
+        restarts, steps, refine_checks, refine_top, lns_rounds, lns_rows, lns_nodes:
+            ``fast`` effort (see above).
         max_rounds: q = 2 exact: most MILP solves.
         mip_rel_gap: HiGHS relative gap; default 1/(2(m+1)), which proves optimality of
             the integral objective.
@@ -1115,7 +1121,7 @@ def equilibrium_shift(
         return_details: also return an :class:`EquilibriumShiftDetails` (value at v = 0,
             defended clean accuracy, all maximizers, the solver's bound and gap).
         generator: torch.Generator, numpy Generator or int for the fast method's random
-            starts (None: seed 0).
+            starts (None: seed 0; ``seed=`` is accepted as a synonym).
         **options: passed to :func:`max_feasible_shift` (``time_limit``, ``restarts``,
             ``steps``, ``num_maximizers``, ``tol``, ...).
 
@@ -1148,6 +1154,8 @@ def equilibrium_shift(
     nd = parse_norm(norm_d, "norm_d")
     if method not in _METHODS:
         raise InputError("method", f"must be one of {_METHODS}, got {method!r}")
+    if generator is None and "seed" in options:  # max_feasible_shift's name for it
+        generator = options.pop("seed")
     seed = _numpy_seed(generator)
 
     wf = w.detach().reshape(n, d).to("cpu", torch.float64)
