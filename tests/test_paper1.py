@@ -143,3 +143,27 @@ def test_config_rejects_bad_values() -> None:
         Paper1Config(solver="magic")
     with pytest.raises(InputError, match="norm_d"):
         Paper1Config(norm_d="1")
+
+
+def test_fashion_and_cifar_pairs_from_directories(tmp_path: Path) -> None:
+    """--fashion-dir / --cifar-dir add rows for pairs read from the real file formats."""
+    from tests.test_data import write_cifar_dir, write_mnist_dir
+
+    fashion = tmp_path / "fashion"
+    fashion.mkdir()
+    write_mnist_dir(fashion, n_train=200, n_test=60)
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    write_cifar_dir(cifar)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TINY.format(dataset="gaussians", arch="mlp").replace("n_synthetic = 400\n", "")
+                   + f'fashion_dir = "{fashion}"\nfashion_pairs = [[0, 1]]\n'
+                   f'cifar_dir = "{cifar}"\ncifar_pairs = [[0, 1]]\n')
+    out = tmp_path / "out"
+    assert main(["paper1", "--config", str(cfg), "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    pairs = next(t for t in res["tables"] if t["name"] == "pairs")
+    datasets = [r[0] for r in pairs["rows"]]
+    assert datasets == ["gaussians", "fashion-mnist", "cifar10"]
+    for row in pairs["rows"]:
+        assert all(v is None or 0.0 <= v <= 1.0 for v in row[2:])
