@@ -109,16 +109,16 @@ def attack_loop(
     model.eval()
     try:
         x = x.detach()
-        # delta None is the zero perturbation: the first iterate is x itself (no x + 0 pass).
-        delta: torch.Tensor | None = None
+        cur = x  # the current iterate x + delta, inside the ball and the box
         if random_start and eps > 0:
-            delta = random_in_ball(x.shape, eps, p, generator=generator, device=x.device,
-                                   dtype=x.dtype)
-            delta = clip_box(x + delta).sub_(x)
+            cur = clip_box(x + random_in_ball(x.shape, eps, p, generator=generator,
+                                              device=x.device, dtype=x.dtype))
         best = x.clone() if keep_best else None
         best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device) if keep_best else None
+        lo: torch.Tensor | None = None
+        hi: torch.Tensor | None = None
         for step in range(steps):
-            xa = (x.detach() if delta is None else x + delta).requires_grad_(True)
+            xa = cur.detach().requires_grad_(True)
             logits = model(xa)
             if validate and step == 0:
                 _check_logits(logits, y)
@@ -129,18 +129,22 @@ def attack_loop(
                 better = losses.detach() > best_loss
                 best[better] = xa.detach()[better]
                 best_loss = torch.where(better, losses.detach(), best_loss)
-            # delta + step_size * direction, updating fresh tensors in place (fewer passes
-            # over the batch, the same values): for L-inf the fused add is exact, since
-            # step_size * direction is step_size * (-1, 0 or 1).
             direction = steepest_direction(grad, p)
-            if delta is None:
-                delta = direction.mul_(step_size)
-            elif p == "inf":
-                delta.add_(direction, alpha=step_size)
-            else:
-                delta.add_(direction.mul_(step_size))
-            delta = clip_box(x + project(delta, eps, p)).sub_(x)
-        x_adv = x.clone() if delta is None else (x + delta).detach()
+            if p == "inf":
+                # Ball and box are both coordinate intervals: projecting onto their
+                # intersection is one clamp between lo = max(x - eps, 0) and
+                # hi = min(x + eps, 1) (3 passes over the batch a step).
+                if step == 0 and cur is x and step_size <= eps:
+                    # first step from x stays in the ball: only the box binds (FGSM)
+                    cur = clip_box(x.add(direction, alpha=step_size))
+                    continue
+                if lo is None or hi is None:
+                    lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+                cur = torch.clamp(xa.detach().add(direction, alpha=step_size), min=lo, max=hi)
+            else:  # L2: project delta + step_size * direction on the ball, then the box
+                delta = (xa.detach() - x).add_(direction.mul_(step_size))
+                cur = clip_box(x + project(delta, eps, p))
+        x_adv = cur.detach().clone() if cur is x else cur.detach()
         if keep_best:
             assert best is not None and best_loss is not None
             with torch.no_grad():
