@@ -31,7 +31,6 @@ import argparse
 import datetime
 import os
 import platform
-import re
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_common import cpu_name, update_section
 from torch import nn
 from torch.nn import functional as F
 
@@ -62,16 +62,6 @@ NOTES = (
     "fewest that keep the loop's values bit for bit (iterating on x_adv instead of delta "
     "saves 4 but moves results by an ulp, 1.5e-08 here)."
 )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def raw_passes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, passes: int) -> torch.Tensor:
@@ -266,17 +256,6 @@ def markdown(args: argparse.Namespace, times: Times, diffs: dict[str, dict[str, 
         )
     lines += ["", "Targets (paired CPU-time ratios):", "", *targets, "", NOTES, ""]
     return "\n".join(lines)
-
-
-def update_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section, leaving every other section alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> None:

@@ -32,21 +32,19 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
 import platform
-import re
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy
 import torch
+from bench_common import blas_threads, cpu_name, update_section
 from torch import nn
 
 from advgame.defenses.additive import ShiftResult, max_feasible_shift
@@ -54,31 +52,6 @@ from advgame.linear import linearize
 
 HEADING = "## Equilibrium shift solvers (benchmarks/equilibrium_shift.py)"
 SETTINGS = (("inf", 0.05), ("2", 1.0))  # (norm, eps_a = eps_d)
-
-
-@contextlib.contextmanager
-def blas_threads(limit: str) -> Iterator[str]:
-    """Limit BLAS threads (``"default"`` leaves them); yields a description."""
-    if limit == "default":
-        yield "default"
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield "default (threadpoolctl not installed)"
-        return
-    with threadpool_limits(limits=int(limit), user_api="blas"):
-        yield limit
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def build_data(seed: int, epochs: int, noise: float) -> dict[str, Any]:
@@ -263,17 +236,6 @@ def markdown(res: dict[str, Any], command: str, threads: str, load: tuple[float,
         "The VM is shared with other jobs, so times vary by up to ~2x between runs.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def update_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section, leaving every other section alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> None:

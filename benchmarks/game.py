@@ -26,48 +26,22 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import os
 import platform
-import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import nashpy
 import numpy as np
 import scipy
+from bench_common import blas_threads, cpu_name, update_section
 
 from advgame.game import exploitability, solve_zero_sum
 
 HEADING = "## Game solvers (benchmarks/game.py)"
-
-
-@contextlib.contextmanager
-def blas_threads(limit: str) -> Iterator[str]:
-    """Limit BLAS threads (``"default"`` leaves them); yields a description."""
-    if limit == "default":
-        yield f"default ({os.environ.get('OPENBLAS_NUM_THREADS', 'unset')} OPENBLAS_NUM_THREADS)"
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield "default (threadpoolctl not installed)"
-        return
-    with threadpool_limits(limits=int(limit), user_api="blas"):
-        yield limit
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timed(fn: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[float, np.ndarray, np.ndarray]:
@@ -157,17 +131,6 @@ def markdown(rows: list[dict[str, object]], command: str, threads: str,
         "",
     ]
     return "\n".join(lines)
-
-
-def update_section(path: Path, section: str) -> None:
-    """Replace (or append) this benchmark's section, leaving every other section alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text.rstrip("\n") + "\n")
 
 
 def main() -> None:

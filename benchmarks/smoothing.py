@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_common import update_section
 from torch import nn
 
 METHODS = ("forward", "forward+noise", "advgame", "art", "advgame-small-n")
@@ -286,27 +287,6 @@ def main() -> None:
     print(section)
     if args.update:
         update_section(args.update, section)
-
-
-def update_section(path: str, section: str) -> None:
-    """Replace this benchmark's ``## ...`` section in ``path`` (append if absent)."""
-    heading = section.splitlines()[0]
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        lines = ["# Benchmarks"]
-    if heading in lines:
-        start = lines.index(heading)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        new = lines[:start] + section.rstrip().splitlines() + [""] + lines[end:]
-    else:
-        new = lines + [""] + section.rstrip().splitlines()
-    while new and not new[-1]:
-        new.pop()
-    with open(path, "w") as f:
-        f.write("\n".join(new) + "\n")
 
 
 if __name__ == "__main__":
