@@ -31,8 +31,6 @@ import copy
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -74,6 +72,7 @@ from advgame.models import (
     predict,
     save_checkpoint,
 )
+from advgame.models.checkpoint import atomic_torch_save
 from advgame.validate import check_nonnegative, check_positive_int
 
 #: Defenses a run can evaluate (``clean`` = u_0, ``cat-mouse`` = u_1..u_K).
@@ -197,17 +196,9 @@ def _seeded_init(seed: int, key: str) -> Iterator[None]:
 
 
 def _save_state(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format": "advgame-state-v1", "meta": meta,
                "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_torch_save(path, payload)
 
 
 def _load_state(path: Path, module: nn.Module, device: torch.device) -> bool:

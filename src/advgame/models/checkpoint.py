@@ -46,6 +46,14 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": meta or {},
     }
+    return atomic_torch_save(p, payload)
+
+
+def atomic_torch_save(path: str | Path, payload: Any) -> Path:
+    """``torch.save`` to a temporary file in the same directory, then rename: a reader
+    never sees a half-written file, even if the process is killed."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
     os.close(fd)
     try:
