@@ -133,7 +133,9 @@ def run_config_command(
     if distributed.init_from_env() and device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
     res = runner(cfg, args.out, device, _progress)
-    if not distributed.is_main():
+    main_rank = distributed.is_main()
+    distributed.shutdown()  # all ranks finished: leave the group together
+    if not main_rank:
         return res
     print(f"advgame {args.command}: results in {args.out / 'results.json'}"
           f" and {args.out / 'report.html'}")

@@ -87,6 +87,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown() -> None:
+    """Wait for every rank, then tear the process group down (a rank that exits while
+    another still holds a gloo connection can abort with SIGABRT)."""
+    if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
 def all_reduce_mean_(tensors: Iterable[torch.Tensor]) -> None:
     """Average tensors in place over ranks (gradients in data-parallel training)."""
     if world_size() == 1:
