@@ -108,7 +108,9 @@ def test_certify_linear_radius_matches_exact_distribution(setup) -> None:
     signed = torch.linspace(0.3, 1.2, 16, dtype=DTYPE) * torch.tensor([1.0, -1.0] * 8)
     x = points_at_distances(w, b, signed, gen(1))
     model = linear_binary(w, b)
-    cls, rad = certify(model, x, sigma, n0, n, alpha, batch_size=4096, generator=gen(2))
+    # Independent noise per point: the mean of the z-scores below needs independent points.
+    cls, rad = certify(model, x, sigma, n0, n, alpha, batch_size=4096, generator=gen(2),
+                       noise="independent")
 
     dist = signed.abs().numpy()
     base = (x @ w + b > 0).long()
@@ -167,7 +169,10 @@ def test_predict_agrees_with_base_far_and_abstains_on_boundary(setup) -> None:
     assert pred.tolist() == [1, 0, 1, 0]
     # On the boundary p_A = 1/2: the test rejects (no abstention) with prob. <= alpha.
     on = points_at_distances(w, b, torch.zeros(400, dtype=DTYPE), gen(9))
-    pred = predict(model, on, sigma, n=1_000, alpha=0.01, generator=gen(10))
+    # Independent noise: with shared noise these 400 points would see the same margins
+    # w.eps_t, so all or none of them would abstain.
+    pred = predict(model, on, sigma, n=1_000, alpha=0.01, generator=gen(10),
+                   noise="independent")
     rate = float((pred != ABSTAIN).double().mean())
     assert rate <= 0.01 + 4 * (0.01 * 0.99 / 400) ** 0.5
 
@@ -210,20 +215,55 @@ def test_same_seed_same_result_different_seed_differs(setup) -> None:
     assert not torch.equal(r1, r3)
 
 
+@pytest.mark.parametrize("noise", ["shared", "independent"])
 @pytest.mark.parametrize("batch_size", [1, 7, 130, 333, 10**6])
-def test_results_do_not_depend_on_batch_size(setup, batch_size: int) -> None:
+def test_results_do_not_depend_on_batch_size(setup, batch_size: int, noise: str) -> None:
     w, b = setup
     signed = torch.tensor([-1.0, 1.0, 0.05, 0.4], dtype=DTYPE)
     x = points_at_distances(w, b, signed, gen(14))
     # batch_size 130 makes the first batch start and end on input 0 (120 selection rows,
     # then 10 estimation rows) while holding the other inputs in between.
     model = linear_binary(w, b)
-    ref = gaussian_counts(model, x, 0.5, 700, batch_size=64, generator=gen(15))
-    got = gaussian_counts(model, x, 0.5, 700, batch_size=batch_size, generator=gen(15))
+    ref = gaussian_counts(model, x, 0.5, 700, batch_size=64, generator=gen(15), noise=noise)
+    got = gaussian_counts(model, x, 0.5, 700, batch_size=batch_size, generator=gen(15),
+                          noise=noise)
     assert torch.equal(ref, got)
-    c_ref, r_ref = certify(model, x, 0.5, 30, 500, 0.01, batch_size=64, generator=gen(16))
-    c, r = certify(model, x, 0.5, 30, 500, 0.01, batch_size=batch_size, generator=gen(16))
+    c_ref, r_ref = certify(model, x, 0.5, 30, 500, 0.01, batch_size=64, generator=gen(16),
+                           noise=noise)
+    c, r = certify(model, x, 0.5, 30, 500, 0.01, batch_size=batch_size, generator=gen(16),
+                   noise=noise)
     assert torch.equal(c, c_ref) and torch.equal(r, r_ref)
+
+
+def test_shared_noise_result_of_an_input_does_not_depend_on_the_others(setup) -> None:
+    w, b = setup
+    signed = torch.tensor([0.2, -0.1, 0.0, 0.6, -0.3], dtype=DTYPE)
+    x = points_at_distances(w, b, signed, gen(40))
+    model = linear_binary(w, b)
+    # Noise blocks hold 8,192 rows of 5 values: n = 9,000 makes a stream of two blocks,
+    # and batches of 777 rows cut blocks and inputs at arbitrary places.
+    counts = gaussian_counts(model, x, 0.5, 9_000, batch_size=777, generator=gen(41))
+    cls, rad = certify(model, x, 0.5, 40, 9_000, 0.01, batch_size=777, generator=gen(42))
+    for i in range(5):
+        alone = gaussian_counts(model, x[i : i + 1], 0.5, 9_000, generator=gen(41))
+        assert torch.equal(counts[i : i + 1], alone)
+        c1, r1 = certify(model, x[i : i + 1], 0.5, 40, 9_000, 0.01, generator=gen(42))
+        assert int(c1) == int(cls[i]) and float(r1) == float(rad[i])
+
+
+def test_shared_noise_is_common_to_the_inputs_and_independent_noise_is_not(setup) -> None:
+    w, b = setup
+    x = points_at_distances(w, b, torch.zeros(1, dtype=DTYPE), gen(43)).repeat(4, 1)
+    model = linear_binary(w, b)
+    shared = gaussian_counts(model, x, 0.5, 2_000, batch_size=300, generator=gen(44))
+    assert all(torch.equal(shared[0], shared[i]) for i in range(1, 4))
+    indep = gaussian_counts(model, x, 0.5, 2_000, batch_size=300, generator=gen(44),
+                            noise="independent")
+    assert len({int(c) for c in indep[:, 1]}) > 1  # equal counts with prob. ~ 1e-4 per pair
+    # On the boundary each count is Bin(2000, 1/2) in both modes.
+    for counts in (shared, indep):
+        z = (counts[:, 1].double() - 1_000) / (2_000 * 0.25) ** 0.5
+        assert torch.all(z.abs() < 5)
 
 
 def test_results_do_not_depend_on_thread_count(setup) -> None:
@@ -308,6 +348,12 @@ def test_smooth_object_matches_functions(setup) -> None:
     assert torch.equal(c, c2) and torch.equal(r, r2)
     assert torch.equal(smooth.predict(x, 500, 0.01, 100, gen(25)),
                        predict(model, x, 0.5, 500, 0.01, 100, gen(25)))
+    indep = Smooth(model, 0.5, noise="independent")
+    c3, r3 = indep.certify(x, 20, 500, 0.01, 100, gen(24))
+    c4, r4 = certify(model, x, 0.5, 20, 500, 0.01, 100, gen(24), noise="independent")
+    assert torch.equal(c3, c4) and torch.equal(r3, r4)
+    with pytest.raises(InputError, match="^noise:"):
+        Smooth(model, 0.5, noise="per-batch")
     with pytest.raises(InputError, match="num_classes"):
         Smooth(model, 0.5, num_classes=3).predict(x, 10, generator=gen(0))
     with pytest.raises(InputError, match="sigma"):
@@ -395,6 +441,8 @@ def test_bad_inputs_raise_input_error(setup) -> None:
         ("alpha", dict(alpha=1.0)),
         ("batch_size", dict(batch_size=0)),
         ("generator", dict(generator=0)),
+        ("noise", dict(noise="fresh")),
+        ("noise", dict(noise=None)),
     ]
     for name, bad in cases:
         with pytest.raises(InputError, match=f"^{name}:"):

@@ -32,16 +32,29 @@ computes ``P[f(x + v) = c] = sum_j p_j 1[f(x + v_j) = c]`` exactly, and
 
 Implementation notes:
 
-- Everything is batched over inputs *and* noise: the ``N * n`` noisy rows form one
-  stream, cut into forward batches of ``batch_size`` rows that may span several inputs.
-  Memory is ``O(batch_size)`` rows plus one noise block, independent of ``n``; class counts
-  stay on the input's device; only the ``N`` final counts go to SciPy for the statistics.
+- **Shared noise** (``noise="shared"``, the default): the inputs of one call read the
+  same stream of noise samples -- sample ``t`` of every input is ``x_i + sigma * eps_t``.
+  For each input the samples are still i.i.d. ``N(0, sigma^2 I)`` and the selection and
+  estimation samples independent, which is all that PREDICT's and CERTIFY's per-input
+  guarantees use (each returned class or radius is wrong with probability ``<= alpha``,
+  as with fresh noise). What changes is the joint law across inputs: the per-input errors
+  are correlated (common random numbers), so a count of failures over a test set is no
+  longer binomial. One noise draw then serves all ``N`` inputs: on a CPU, drawing the
+  normals costs as much as a small network's forward pass (``benchmarks/smoothing.py``),
+  and an input's result does not depend on the other inputs of the call.
+  ``noise="independent"`` gives each input its own stream (seeded from ``generator``),
+  like running Cohen et al.'s code one input at a time.
+- Everything is batched over inputs *and* noise: the grid of (input, sample) rows is
+  evaluated noise block by noise block, input-major within a block, and cut into forward
+  batches of exactly ``batch_size`` rows that span inputs, blocks and phases. Memory is
+  ``O(batch_size)`` rows plus one noise block, independent of ``n``; class counts stay on
+  the input's device; only the ``N`` final counts go to SciPy for the statistics.
 - Noise is drawn from the explicit ``generator`` (on ``x``'s device) in blocks whose size
-  depends only on the shape of one input and the total number of samples, so that the
-  noise sequence -- and hence every result -- does not depend on ``batch_size`` (up to the
-  base model's own floating-point differences between batch sizes). ``generator=None``
-  uses torch's default generator (not reproducible unless the caller seeds it); library
-  code never seeds it.
+  depends only on the shape of one input and the number of samples, so that the noise --
+  and hence every result -- does not depend on ``batch_size`` (up to the base model's own
+  floating-point differences between batch sizes). ``generator=None`` uses torch's
+  default generator (not reproducible unless the caller seeds it); library code never
+  seeds it.
 - Inputs are **not clipped** to ``[0, 1]`` after adding noise or shifts, as in Cohen et
   al. (and ART): the base classifier is evaluated on ``x + v`` in ``R^d``. Clipping would
   be a different base classifier ``f(clip(.))`` -- still certifiable, but a different
@@ -56,7 +69,7 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -74,6 +87,7 @@ from advgame.validate import (
 
 __all__ = [
     "ABSTAIN",
+    "NOISE_MODES",
     "Smooth",
     "binomial_pvalue",
     "certified_radius",
@@ -90,6 +104,11 @@ Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
 ABSTAIN = -1
 """Class returned when the smoothed classifier abstains."""
+
+NOISE_MODES = ("shared", "independent")
+"""How noise is drawn for the inputs of one call (the ``noise`` argument): ``shared``
+(default) -- every input reads the same stream of i.i.d. samples; ``independent`` -- each
+input its own stream."""
 
 # Standard normal values per generated noise block (4 MiB in float32), and the most rows
 # per block. The block size depends only on the shape of one input, never on batch_size.
@@ -242,6 +261,12 @@ def _check_mixture(
     return v, p
 
 
+def _check_noise(noise: object) -> str:
+    if noise not in NOISE_MODES:
+        raise InputError("noise", f"must be one of {', '.join(NOISE_MODES)}, got {noise!r}")
+    return str(noise)
+
+
 def _check_common(
     model: object, x: object, sigma: object, alpha: object, batch_size: object, generator: object
 ) -> tuple[torch.Tensor, float, float, int, torch.Generator | None]:
@@ -274,38 +299,32 @@ def _evaluation(model: Model) -> Iterator[None]:
 class _NoiseStream:
     """Standard normal rows in a canonical order, generated block by block.
 
-    Block boundaries depend only on the shape of one row and the total number of rows,
-    so consumers reading any chunk sizes see the same sequence of values.
+    :meth:`blocks` cuts a stream of ``total_rows`` rows into blocks whose boundaries depend
+    only on the shape of one row and on ``total_rows`` -- never on how the consumer batches
+    its forward passes -- so every consumer sees the same values for the same generator.
+    One storage is reused for every block: a block is valid until the next one is
+    requested.
 
     On the CPU, torch's sampler is serial (one Mersenne Twister), so each block is cut
     into ``_NOISE_PARTS`` row ranges, each filled from its own ``torch.Generator`` seeded
-    from ``generator``; the parts are filled in parallel threads when torch uses several
-    threads. The values depend on the seed only, not on the number of threads. On an
-    accelerator the whole block is filled from ``generator`` directly.
+    from the stream's generator; the parts are filled in parallel threads when torch uses
+    several threads. The values depend on the seed only, not on the number of threads. On
+    an accelerator the whole block is filled from the generator directly.
     """
 
     def __init__(
-        self,
-        row_shape: tuple[int, ...],
-        total_rows: int,
-        dtype: torch.dtype,
-        device: torch.device,
-        generator: torch.Generator | None,
+        self, row_shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
     ) -> None:
         numel = max(1, math.prod(row_shape))
-        self._block_rows = max(1, min(_NOISE_BLOCK_MAX_ROWS, _NOISE_BLOCK_ELEMENTS // numel))
+        self.max_rows = max(1, min(_NOISE_BLOCK_MAX_ROWS, _NOISE_BLOCK_ELEMENTS // numel))
         self._row_shape = row_shape
-        self._remaining = total_rows  # rows not yet generated
         self._dtype = dtype
         self._device = device
-        self._generator = generator
         self._storage: torch.Tensor | None = None  # reused: no fresh pages per block
-        self._block: torch.Tensor | None = None
-        self._pos = 0
         workers = min(_NOISE_PARTS, torch.get_num_threads())
         self._pool = (
             ThreadPoolExecutor(workers, thread_name_prefix="advgame-noise")
-            if device.type == "cpu" and workers > 1 and total_rows > self._block_rows
+            if device.type == "cpu" and workers > 1
             else None
         )
 
@@ -315,62 +334,98 @@ class _NoiseStream:
             self._pool.shutdown()
             self._pool = None
 
-    def _fill(self, block: torch.Tensor) -> torch.Tensor:
+    def _fill(self, block: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         if block.device.type != "cpu":
-            return block.normal_(generator=self._generator)
+            return block.normal_(generator=generator)
         parts = block.chunk(min(_NOISE_PARTS, block.shape[0]))
-        seeds = torch.randint(0, 2**62, (len(parts),), generator=self._generator).tolist()
+        seeds = torch.randint(0, 2**62, (len(parts),), generator=generator).tolist()
 
         def fill(part: torch.Tensor, seed: int) -> None:
             part.normal_(generator=torch.Generator().manual_seed(seed))
 
-        if self._pool is None:
+        if self._pool is None or len(parts) == 1:
             for part, seed in zip(parts, seeds, strict=True):
                 fill(part, seed)
         else:
             list(self._pool.map(fill, parts, seeds))
         return block
 
-    def take(self, rows: int) -> Iterator[torch.Tensor]:
-        """Yield consecutive views of the stream, ``rows`` rows in total."""
-        while rows > 0:
-            if self._block is None or self._pos == self._block.shape[0]:
-                size = min(self._block_rows, self._remaining)
-                if size <= 0:
-                    raise RuntimeError("noise stream exhausted")  # internal invariant
-                if self._storage is None:
-                    self._storage = torch.empty(
-                        (size, *self._row_shape), dtype=self._dtype, device=self._device
-                    )
-                # Earlier views are consumed before the next take() step, so the storage
-                # can be refilled in place (in stream order on an accelerator).
-                self._block = self._fill(self._storage[:size])
-                self._remaining -= size
-                self._pos = 0
-            m = min(rows, self._block.shape[0] - self._pos)
-            yield self._block[self._pos : self._pos + m]
-            self._pos += m
-            rows -= m
+    def blocks(
+        self, total_rows: int, generator: torch.Generator | None
+    ) -> Iterator[torch.Tensor]:
+        """Yield the stream's blocks in order (views of one reused storage)."""
+        remaining = total_rows
+        while remaining > 0:
+            size = min(self.max_rows, remaining)
+            if self._storage is None or self._storage.shape[0] < size:
+                self._storage = torch.empty(
+                    (size, *self._row_shape), dtype=self._dtype, device=self._device
+                )
+            # The consumer is done with the previous block when it asks for the next one,
+            # so the storage is refilled in place (in stream order on an accelerator).
+            yield self._fill(self._storage[:size], generator)
+            remaining -= size
 
 
-def _accumulate(
-    counts: torch.Tensor | None,
-    owner: torch.Tensor,
-    preds: torch.Tensor,
-    num_inputs: int,
-    num_classes: int,
-) -> torch.Tensor:
-    """Add 1 to ``counts[owner[r], preds[r]]`` for every row r (allocating counts first).
+@dataclass(frozen=True)
+class _Piece:
+    """Rows ``x[i] + sigma * block[a:b]`` for the inputs ``i0 <= i < i1`` (input-major).
 
-    ``owner`` is sorted (rows come in input order), so only the touched slice is updated.
+    ``start`` is the stream index of ``block[0]``: it tells each row's sample phase.
     """
-    if counts is None:
-        counts = torch.zeros((num_inputs, num_classes), dtype=torch.long, device=preds.device)
-    first, last = int(owner[0]), int(owner[-1])
-    key = (owner - first) * num_classes + preds
-    add = torch.bincount(key, minlength=(last - first + 1) * num_classes)
-    counts[first : last + 1] += add.view(-1, num_classes)
-    return counts
+
+    block: torch.Tensor
+    start: int
+    i0: int
+    i1: int
+    a: int
+    b: int
+
+    @property
+    def size(self) -> int:
+        return (self.i1 - self.i0) * (self.b - self.a)
+
+    def split(self, cap: int) -> tuple[_Piece, list[_Piece]]:
+        """The first ``<= cap`` rows (``cap >= 1``) and the rest, in order."""
+        if self.size <= cap:
+            return self, []
+        width = self.b - self.a
+        if self.i1 - self.i0 > 1 and cap >= width:  # whole inputs
+            k = cap // width
+            return replace(self, i1=self.i0 + k), [replace(self, i0=self.i0 + k)]
+        head = replace(self, i1=self.i0 + 1, b=self.a + cap)
+        rest = [replace(self, i1=self.i0 + 1, a=self.a + cap)]
+        if self.i1 - self.i0 > 1:
+            rest.append(replace(self, i0=self.i0 + 1))
+        return head, rest
+
+
+def _pieces(
+    stream: _NoiseStream,
+    n_inputs: int,
+    total_rows: int,
+    noise: str,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Iterator[_Piece]:
+    """The (input, noise row) grid of the requested noise mode, as pieces in stream order.
+
+    ``shared``: one stream of ``total_rows`` rows; each block serves every input in turn.
+    ``independent``: input ``i`` has its own stream, from a seed drawn from ``generator``.
+    """
+    if noise == "shared":
+        start = 0
+        for block in stream.blocks(total_rows, generator):
+            yield _Piece(block, start, 0, n_inputs, 0, block.shape[0])
+            start += block.shape[0]
+        return
+    seeds = torch.randint(0, 2**62, (n_inputs,), generator=generator, device=device).tolist()
+    for i, seed in enumerate(seeds):
+        own = torch.Generator(device=device).manual_seed(seed)
+        start = 0
+        for block in stream.blocks(total_rows, own):
+            yield _Piece(block, start, i, i + 1, 0, block.shape[0])
+            start += block.shape[0]
 
 
 def _noise_counts(
@@ -381,69 +436,95 @@ def _noise_counts(
     batch_size: int,
     generator: torch.Generator | None,
     num_classes: int | None,
+    noise: str,
 ) -> list[torch.Tensor]:
     """Class counts of ``argmax model(x_i + sigma * eps)`` for independent sample phases.
 
     Phase ``p`` draws ``nums[p]`` fresh noise samples per input and returns its own counts
-    (N, K). All phases share one row stream (phase-major, then input-major, then sample),
-    so forward batches stay full across phase and input boundaries -- e.g. CERTIFY's small
-    selection phase does not run in a half-empty batch.
+    (N, K). The ``sum(nums)`` samples of an input are the rows of a noise stream (phase
+    after phase), so the phases are independent. With ``noise="shared"`` every input
+    reads the same stream (sample ``t`` of input ``i`` is ``x_i + sigma * eps_t``): the
+    samples of each input are i.i.d. ``N(0, sigma^2 I)`` as CERTIFY requires, one noise
+    draw serves all inputs, and an input's counts do not depend on the other inputs of
+    the call. With ``"independent"`` each input has its own stream.
+
+    The grid of (input, sample) rows is evaluated block of noise by block, input-major
+    within a block, and cut into forward batches of exactly ``batch_size`` rows (the last
+    one may be shorter) that span inputs, blocks and phases.
     """
     n_inputs = x.shape[0]
-    offsets = [n_inputs * sum(nums[:p]) for p in range(len(nums))]
-    total = n_inputs * sum(nums)
-    stream = _NoiseStream(tuple(x.shape[1:]), total, x.dtype, x.device, generator)
+    total = sum(nums)
+    bounds = torch.tensor(np.cumsum(nums)[:-1].tolist(), dtype=torch.long, device=x.device)
+    stream = _NoiseStream(tuple(x.shape[1:]), x.dtype, x.device)
     try:
-        return _stream_counts(model, x, sigma, nums, offsets, batch_size, stream, num_classes)
+        pieces = _pieces(stream, n_inputs, total, noise, generator, x.device)
+        counts = _grid_counts(model, x, sigma, pieces, bounds, len(nums),
+                              min(batch_size, n_inputs * total), num_classes)
     finally:
         stream.close()
+    return list(counts.split(n_inputs))
 
 
-def _stream_counts(
+def _grid_counts(
     model: Model,
     x: torch.Tensor,
     sigma: float,
-    nums: tuple[int, ...],
-    offsets: list[int],
+    pieces: Iterator[_Piece],
+    bounds: torch.Tensor,
+    phases: int,
     batch_size: int,
-    stream: _NoiseStream,
     num_classes: int | None,
-) -> list[torch.Tensor]:
-    """The batch loop of :func:`_noise_counts`."""
+) -> torch.Tensor:
+    """The batch loop of :func:`_noise_counts`: counts (phases * N, K).
+
+    Each piece is written into the batch buffer as soon as it is taken (one fused
+    ``x + sigma * eps`` pass), before the next noise block may overwrite its noise.
+    """
     n_inputs = x.shape[0]
-    total = n_inputs * sum(nums)
-    buf = torch.empty((min(batch_size, total), *x.shape[1:]), dtype=x.dtype, device=x.device)
-    counts: torch.Tensor | None = None
+    row_shape = tuple(x.shape[1:])
+    buf = torch.empty((batch_size, *row_shape), dtype=x.dtype, device=x.device)
+    flat: torch.Tensor | None = None  # counts (phases * N * K,), allocated once K is known
     k = num_classes
-    for start in range(0, total, batch_size):
-        end = min(start + batch_size, total)
-        rows = buf[: end - start]
-        owners, inputs = [], []  # owner = p * N + input index: sorted along the stream
-        for p, (offset, num) in enumerate(zip(offsets, nums, strict=True)):
-            lo, hi = max(start, offset), min(end, offset + n_inputs * num)
-            if lo < hi:
-                idx = torch.arange(lo - offset, hi - offset, device=x.device) // num
-                inputs.append(idx)
-                owners.append(idx + p * n_inputs)
-        owner = owners[0] if len(owners) == 1 else torch.cat(owners)
-        index = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
-        single = int(owner[0]) == int(owner[-1])  # one input, one phase: common for large n
-        if not single:
-            torch.index_select(x, 0, index, out=rows)
-        r = 0
-        for piece in stream.take(end - start):
-            m = piece.shape[0]
-            if single:  # x_i + sigma * eps in one pass (same kernel, same bits)
-                torch.add(x[int(index[0])], piece, alpha=sigma, out=rows[r : r + m])
-            else:
-                rows[r : r + m].add_(piece, alpha=sigma)
-            r += m
-        logits = _check_logits(model(rows), end - start, k)
+    pending: list[_Piece] = []  # leftovers of a split piece, next one last
+    owners: list[torch.Tensor] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal flat, k, size, owners
+        logits = _check_logits(model(buf[:size]), size, k)
         k = logits.shape[1]
-        counts = _accumulate(counts, owner, logits.argmax(dim=1), len(nums) * n_inputs, k)
-    if counts is None:  # pragma: no cover - total >= 1 is validated
+        if flat is None:
+            flat = torch.zeros(phases * n_inputs * k, dtype=torch.long, device=x.device)
+        owner = owners[0] if len(owners) == 1 else torch.cat(owners)
+        keys = owner * k + logits.argmax(dim=1)
+        flat.index_add_(0, keys, torch.ones_like(keys))
+        owners, size = [], 0
+
+    while True:
+        piece = pending.pop() if pending else next(pieces, None)
+        if piece is None:
+            break
+        head, rest = piece.split(batch_size - size)
+        pending.extend(reversed(rest))
+        rows = buf[size : size + head.size]
+        noise = head.block[head.a : head.b]
+        if head.i1 - head.i0 == 1:  # x_i + sigma * eps in one pass (same kernel, same bits)
+            torch.add(x[head.i0], noise, alpha=sigma, out=rows)
+        else:
+            torch.add(x[head.i0 : head.i1].unsqueeze(1), noise.unsqueeze(0), alpha=sigma,
+                      out=rows.view(head.i1 - head.i0, head.b - head.a, *row_shape))
+        sample = torch.arange(head.start + head.a, head.start + head.b, device=x.device)
+        phase = torch.bucketize(sample, bounds, right=True)
+        inputs = torch.arange(head.i0, head.i1, device=x.device)
+        owners.append((phase.unsqueeze(0) * n_inputs + inputs.unsqueeze(1)).reshape(-1))
+        size += head.size
+        if size == batch_size:
+            flush()
+    if size:
+        flush()
+    if flat is None or k is None:  # pragma: no cover - at least one row is validated
         raise RuntimeError("no samples drawn")
-    return list(counts.split(n_inputs))
+    return flat.view(phases * n_inputs, k)
 
 
 def _vote(counts: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -472,6 +553,7 @@ def gaussian_counts(
     generator: torch.Generator | None = None,
     *,
     num_classes: int | None = None,
+    noise: str = "shared",
 ) -> torch.Tensor:
     """Class counts of the base classifier under isotropic Gaussian noise.
 
@@ -486,6 +568,8 @@ def gaussian_counts(
         batch_size: rows per forward pass (memory is O(batch_size), independent of n).
         generator: source of the noise, on ``x``'s device (None: torch's default).
         num_classes: if given, the model must return exactly this many logits.
+        noise: ``"shared"`` (one noise stream read by every input; per input the samples
+            are i.i.d.) or ``"independent"`` (a stream per input); see the module notes.
 
     Returns:
         counts (N, K), ``torch.long``, on ``x``'s device; each row sums to ``n``.
@@ -498,8 +582,9 @@ def gaussian_counts(
     """
     x_t, s, _, b, g = _check_common(model, x, sigma, 0.5, batch_size, generator)
     num = check_positive_int("n", n)
+    nz = _check_noise(noise)
     with _evaluation(model):
-        return _noise_counts(model, x_t, s, (num,), b, g, num_classes)[0]
+        return _noise_counts(model, x_t, s, (num,), b, g, num_classes, nz)[0]
 
 
 def predict(
@@ -512,6 +597,7 @@ def predict(
     generator: torch.Generator | None = None,
     *,
     num_classes: int | None = None,
+    noise: str = "shared",
 ) -> torch.Tensor:
     """Monte-Carlo prediction of the Gaussian-smoothed classifier (Cohen et al.'s PREDICT).
 
@@ -530,6 +616,8 @@ def predict(
         batch_size: rows per forward pass; noise and inputs share batches.
         generator: source of the noise, on ``x``'s device (None: torch's default).
         num_classes: if given, the model must return exactly this many logits.
+        noise: ``"shared"`` (one noise stream read by every input; per input the samples
+            are i.i.d.) or ``"independent"`` (a stream per input); see the module notes.
 
     Returns:
         classes (N,), ``torch.long`` on ``x``'s device, ``-1`` where it abstains.
@@ -545,8 +633,9 @@ def predict(
     """
     x_t, s, a, b, g = _check_common(model, x, sigma, alpha, batch_size, generator)
     num = check_positive_int("n", n)
+    nz = _check_noise(noise)
     with _evaluation(model):
-        (counts,) = _noise_counts(model, x_t, s, (num,), b, g, num_classes)
+        (counts,) = _noise_counts(model, x_t, s, (num,), b, g, num_classes, nz)
     return _vote(counts, a)
 
 
@@ -561,6 +650,7 @@ def certify(
     generator: torch.Generator | None = None,
     *,
     num_classes: int | None = None,
+    noise: str = "shared",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Certify the Gaussian-smoothed classifier (Cohen et al.'s CERTIFY), batched.
 
@@ -581,6 +671,8 @@ def certify(
         batch_size: rows per forward pass (memory independent of ``n``).
         generator: source of the noise, on ``x``'s device (None: torch's default).
         num_classes: if given, the model must return exactly this many logits.
+        noise: ``"shared"`` (one noise stream read by every input; per input the samples
+            are i.i.d.) or ``"independent"`` (a stream per input); see the module notes.
 
     Returns:
         (classes, radii): classes (N,) ``torch.long`` with ``-1`` = abstain; radii (N,)
@@ -601,8 +693,9 @@ def certify(
     x_t, s, a, b, g = _check_common(model, x, sigma, alpha, batch_size, generator)
     num0 = check_positive_int("n0", n0)
     num = check_positive_int("n", n)
+    nz = _check_noise(noise)
     with _evaluation(model):
-        counts0, counts = _noise_counts(model, x_t, s, (num0, num), b, g, num_classes)
+        counts0, counts = _noise_counts(model, x_t, s, (num0, num), b, g, num_classes, nz)
     guess = counts0.argmax(dim=1)
     n_a = counts.gather(1, guess[:, None]).squeeze(1)
     p_lower = lower_confidence_bound(n_a.cpu().numpy(), num, a)
@@ -797,6 +890,7 @@ class Smooth:
         model: base classifier returning logits (B, K).
         sigma: noise standard deviation, > 0.
         num_classes: if given, the model must return exactly this many logits.
+        noise: ``"shared"`` or ``"independent"`` noise across the inputs of one call.
 
     Example:
         >>> smooth = Smooth(nn.Linear(4, 3), sigma=0.25, num_classes=3)
@@ -809,10 +903,12 @@ class Smooth:
     model: Model
     sigma: float
     num_classes: int | None = None
+    noise: str = "shared"
 
     def __post_init__(self) -> None:
         _check_model(self.model)
         _check_sigma(self.sigma)
+        _check_noise(self.noise)
         if self.num_classes is not None:
             check_positive_int("num_classes", self.num_classes)
 
@@ -827,7 +923,7 @@ class Smooth:
         """Classes (N,) of the smoothed classifier, -1 = abstain (see :func:`predict`)."""
         return predict(
             self.model, x, self.sigma, n, alpha, batch_size, generator,
-            num_classes=self.num_classes,
+            num_classes=self.num_classes, noise=self.noise,
         )
 
     def certify(
@@ -842,5 +938,5 @@ class Smooth:
         """(classes, radii), each (N,), -1 / 0 where abstaining (see :func:`certify`)."""
         return certify(
             self.model, x, self.sigma, n0, n, alpha, batch_size, generator,
-            num_classes=self.num_classes,
+            num_classes=self.num_classes, noise=self.noise,
         )

@@ -1,9 +1,11 @@
 """``advgame certify``: randomized-smoothing certification (Cohen et al. 2019) of a model.
 
-Inputs are certified in blocks; each input's noise comes from a generator seeded by
-(seed, input index), every finished block is stored under ``OUT/units/``, and blocks are
-shared out across torchrun processes — so a resumed or distributed run gives exactly the
-results of one uninterrupted process.
+Inputs are certified in blocks of ``block`` inputs; a block's noise comes from a
+generator seeded by (seed, index of its first input) and is shared by the block's inputs
+(``noise="shared"``, see :mod:`advgame.smoothing`: per input the samples are i.i.d., one
+noise draw serves the block) or drawn per input (``noise="independent"``). Every finished
+block is stored under ``OUT/units/`` and blocks are shared out across torchrun processes --
+so a resumed or distributed run gives exactly the results of one uninterrupted process.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class CertifyConfig(ModelConfig):
     n_test: int | None = 500
     block: int = 10
     radii: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+    noise: str = "shared"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,6 +58,9 @@ class CertifyConfig(ModelConfig):
             check_positive_int("n_test", self.n_test)
         for r in self.radii:
             check_nonnegative("radii", r)
+        if self.noise not in smoothing.NOISE_MODES:
+            raise InputError("noise", f"must be one of {', '.join(smoothing.NOISE_MODES)}, "
+                                      f"got {self.noise!r}")
 
 
 QUICK: dict[str, Any] = {"epochs": 2, "n": 1000, "n_test": 50, "n0": 50}
@@ -62,16 +68,12 @@ QUICK: dict[str, Any] = {"epochs": 2, "n": 1000, "n_test": 50, "n0": 50}
 
 def certify_block(model: torch.nn.Module, x: torch.Tensor, start: int, cfg: CertifyConfig,
                   num_classes: int) -> dict[str, list[Any]]:
-    """Certify inputs x (k, ...) whose global indices start at ``start``."""
-    classes, radii = [], []
-    for j in range(x.shape[0]):
-        gen = distributed.unit_generator(cfg.seed, start + j, x.device)
-        c, r = smoothing.certify(model, x[j:j + 1], cfg.sigma, n0=cfg.n0, n=cfg.n,
-                                 alpha=cfg.alpha, batch_size=cfg.noise_batch, generator=gen,
-                                 num_classes=num_classes)
-        classes.append(int(c[0]))
-        radii.append(float(r[0]))
-    return {"class": classes, "radius": radii}
+    """Certify inputs x (k, ...) whose global indices start at ``start`` (one call)."""
+    gen = distributed.unit_generator(cfg.seed, start, x.device)
+    c, r = smoothing.certify(model, x, cfg.sigma, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha,
+                             batch_size=cfg.noise_batch, generator=gen,
+                             num_classes=num_classes, noise=cfg.noise)
+    return {"class": [int(v) for v in c.tolist()], "radius": [float(v) for v in r.tolist()]}
 
 
 def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
@@ -113,7 +115,8 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
                  f"{ds.name} {list(ds.classes)}",
         "caption": f"Fraction of {x.shape[0]} test inputs whose certified class is correct "
                    f"with L2 radius >= r (Cohen et al. 2019; n0={cfg.n0}, n={cfg.n}, "
-                   f"alpha={cfg.alpha:g}; radii in pixel units of [0, 1] images).",
+                   f"alpha={cfg.alpha:g}, {cfg.noise} noise across blocks of "
+                   f"{cfg.block} inputs; radii in pixel units of [0, 1] images).",
         "columns": ["radius r", "certified accuracy"], "rows": rows,
     })
     abstain = float(np.mean(classes == -1))
@@ -152,6 +155,11 @@ def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_comm
         p.add_argument("--noise-batch", dest="noise_batch", type=int, default=None,
                        help="noisy copies per forward pass (memory does not grow with --n)")
         p.add_argument("--n-test", dest="n_test", type=int, default=None)
+        p.add_argument("--noise", choices=smoothing.NOISE_MODES, default=None,
+                       help="noise across the inputs of a block: shared (default; one draw "
+                            "serves the block, per input i.i.d.) or independent")
+        p.add_argument("--block", type=int, default=None,
+                       help="inputs per stored unit and per certify call (default 10)")
 
     def run(args: Any) -> Any:
         return run_config_command(args, CertifyConfig, run_certify, QUICK)
