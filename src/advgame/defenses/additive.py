@@ -60,6 +60,7 @@ from scipy.special import expit
 from scipy.stats import norm as normal_dist
 
 from advgame.errors import InputError
+from advgame.native_io import native_stdout_to_log
 from advgame.threat import Norm, dual_norm, parse_norm
 from advgame.validate import (
     check_nonnegative,
@@ -382,8 +383,9 @@ def _solve_milp(
         options["time_limit"] = max(float(time_limit), 1e-3)
     # the objective is integral: a relative gap below 1/(2 (m + 1)) proves optimality
     options["mip_rel_gap"] = 0.5 / (m + 1) if mip_rel_gap is None else mip_rel_gap
-    res = milp(cost, integrality=integrality, bounds=bounds, constraints=blocks,
-               options=options)
+    with native_stdout_to_log():  # HiGHS prints debug lines to fd 1 on some solves
+        res = milp(cost, integrality=integrality, bounds=bounds, constraints=blocks,
+                   options=options)
     dual = getattr(res, "mip_dual_bound", None)
     bound = None
     if dual is not None and np.isfinite(dual):
@@ -675,12 +677,13 @@ def _band_milp(
     if cuts:
         h = np.vstack([np.r_[hc, np.zeros(k)] for hc, _ in cuts])
         blocks.append(LinearConstraint(h, -np.inf, np.array([r for _, r in cuts])))
-    res = milp(
-        np.r_[np.zeros(d), -np.ones(k)], integrality=np.r_[np.zeros(d), np.ones(k)],
-        bounds=Bounds(np.r_[lo, np.zeros(k)], np.r_[hi, np.ones(k)]), constraints=blocks,
-        options={"disp": False, "node_limit": node_limit, "time_limit": max(time_limit, 1e-3),
-                 "mip_rel_gap": 0.5 / (k + 1)},
-    )
+    with native_stdout_to_log():  # HiGHS prints debug lines to fd 1 on some solves
+        res = milp(
+            np.r_[np.zeros(d), -np.ones(k)], integrality=np.r_[np.zeros(d), np.ones(k)],
+            bounds=Bounds(np.r_[lo, np.zeros(k)], np.r_[hi, np.ones(k)]), constraints=blocks,
+            options={"disp": False, "node_limit": node_limit,
+                     "time_limit": max(time_limit, 1e-3), "mip_rel_gap": 0.5 / (k + 1)},
+        )
     if res.x is None:
         return None
     return np.asarray(res.x[:d], dtype=np.float64)
