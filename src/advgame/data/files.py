@@ -42,9 +42,13 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (optionally gzipped) into a numpy array.
 
     Example:
-        >>> images = read_idx("train-images-idx3-ubyte.gz")  # doctest: +SKIP
-        >>> images.shape
-        (60000, 28, 28)
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> f = write_idx(d / "t10k-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8),
+        ...               compress=True)
+        >>> images = read_idx(f)  # e.g. MNIST's train-images-idx3-ubyte.gz: (60000, 28, 28)
+        >>> images.shape, images.dtype
+        ((3, 28, 28), dtype('uint8'))
     """
     p = Path(path)
     if not p.is_file():

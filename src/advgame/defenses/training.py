@@ -547,7 +547,7 @@ def alternating_gradient(
         >>> v = torch.tensor([-1.0], requires_grad=True)
         >>> h = alternating_gradient(lambda: (u**2 / 2 - v**2 / 2 + u * v).sum(), [u], [v],
         ...                          iterations=300, lr_min=0.1, lr_max=0.1)
-        >>> abs(float(u)) < 1e-3 and abs(float(v)) < 1e-3
+        >>> abs(u.item()) < 1e-3 and abs(v.item()) < 1e-3
         True
     """
     check_positive_int("iterations", iterations, minimum=0)
