@@ -77,3 +77,36 @@ def test_sharded_payoff_matrix_is_identical(tmp_path: Path) -> None:
     payoff = [t for t in a["tables"] if "payoff" in t["name"]]
     assert payoff, [t["name"] for t in a["tables"]]
     assert payoff == [t for t in b["tables"] if "payoff" in t["name"]]
+
+
+def untimed(value: object) -> object:
+    """``value`` without the wall-clock fields (keys ending in ``_s``)."""
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if not k.endswith("_s")}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def test_sharded_paper1_is_identical(tmp_path: Path) -> None:
+    """paper1's units (tables, sweep, convergence draws, diagnostics, certification, the
+    other pairs with their own models) split across 2 ranks give one process's results."""
+    from tests.test_paper1 import TINY
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(TINY.format(dataset="digits-8x8", arch="mlp")
+                   .replace("n_synthetic = 400\n", "")
+                   .replace('pairs = "none"', "pairs = [[2, 3], [4, 5]]\nclasses = [0, 1]"))
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["paper1", "--config", str(cfg), "--out", str(one)]) == 0
+    p = torchrun(["paper1", "--config", str(cfg), "--out", str(two)])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "(rank 1)" in p.stderr  # rank 1 computed units of its own
+    a, b = load(one), load(two)
+    assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1
+    assert a["tables"] == b["tables"]
+    for key in ("table1", "sweep", "convergence", "diagnostics", "certification", "pairs"):
+        assert untimed(a["data"][key]) == untimed(b["data"][key]), key
+    assert [f["file"] for f in a["figures"]] == [f["file"] for f in b["figures"]]
+    assert all((two / f["file"]).stat().st_size > 0 for f in b["figures"])
+    assert (two / "pairs" / "digits-8x8-2-3" / "model.pt").is_file()

@@ -121,9 +121,12 @@ def train_model(
 def obtain_model(
     cfg: ModelConfig, ds: Dataset, out: Path, device: torch.device,
     model_path: str | None = None, progress: Progress = no_progress,
-    data_parallel: bool = False,
+    data_parallel: bool = False, save: bool | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load ``model_path``, or the run's own ``out/model.pt``, or train and save it there.
+
+    ``save`` (default: on rank 0 only, as every rank trains the same model) says whether
+    this process writes the checkpoint; a unit computed by one rank alone passes True.
 
     With ``data_parallel`` every torchrun rank trains (DDP) and rank 0 saves.
     """
@@ -143,7 +146,7 @@ def obtain_model(
     model, summary = train_model(cfg, ds, device, progress, data_parallel)
     meta = {"config": _jsonable_cfg(cfg), **{k: v for k, v in summary.items()
                                             if k != "loss_curve"}}
-    if distributed.is_main():
+    if distributed.is_main() if save is None else save:
         save_checkpoint(own, model, arch=cfg.arch, input_shape=ds.input_shape,
                         num_classes=ds.num_classes, kwargs=cfg.arch_kwargs(), meta=meta)
     return model, {"source": "trained", **summary}

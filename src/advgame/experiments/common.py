@@ -174,6 +174,25 @@ class UnitStore:
         return (p.stem for p in sorted(self.dir.glob("*.json")))
 
 
+def sharded_units(store: UnitStore, jobs: list[tuple[str, Callable[[], Any]]],
+                  progress: Progress = no_progress, desc: str = "") -> list[Any]:
+    """Compute keyed, independent units split across torchrun ranks; all ranks get all.
+
+    Rank ``r`` of ``W`` computes (or reads from ``store``) jobs ``r, r + W, ...``; the
+    results are then exchanged, so every rank returns every job's value, in job order.
+    With one process this is ``[store.get_or_compute(key, fn) for key, fn in jobs]``.
+    Each job must seed its own randomness (never a generator shared between jobs), so
+    that the split does not change any result; a job must not call collectives.
+    """
+    from advgame import distributed
+
+    mine = distributed.my_units(list(range(len(jobs))))
+    label = f"{desc} (rank {distributed.rank()})" if distributed.world_size() > 1 else desc
+    local = {i: store.get_or_compute(*jobs[i]) for i in progress(mine, label, len(mine))}
+    merged = distributed.gather_units(local)
+    return [merged[i] for i in range(len(jobs))]
+
+
 def parse_device(device: str | None) -> torch.device:
     """``None``/``"auto"`` -> cuda if available else cpu; otherwise the named device."""
     if device in (None, "auto"):

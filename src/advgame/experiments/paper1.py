@@ -31,6 +31,7 @@ from advgame.experiments.classifier import (
     finish,
     load_data,
     obtain_model,
+    obtain_model_once,
 )
 from advgame.experiments.common import (
     Progress,
@@ -38,6 +39,7 @@ from advgame.experiments.common import (
     config_digest,
     no_progress,
     seed_generators,
+    sharded_units,
 )
 from advgame.experiments.s1_eval import (
     Defense,
@@ -155,8 +157,14 @@ class _Game:
 
 
 def _prepare(cfg: Paper1Config, ds: Dataset, out: Path, device: torch.device,
-             progress: Progress, model_path: str | None = None) -> tuple[_Game, dict[str, Any]]:
-    model, info = obtain_model(cfg, ds, out, device, model_path, progress)
+             progress: Progress, model_path: str | None = None,
+             *, alone: bool = False) -> tuple[_Game, dict[str, Any]]:
+    """Model and linearizations. Under torchrun rank 0 trains (or loads) the model and
+    the other ranks load it; ``alone``: only this rank needs it (a sharded unit)."""
+    if alone:
+        model, info = obtain_model(cfg, ds, out, device, model_path, progress, save=True)
+    else:
+        model, info = obtain_model_once(cfg, ds, out, device, model_path, progress)
     x_tr, y_tr = ds.x_train.to(device), ds.y_train.to(device)
     x_te, y_te = ds.x_test.to(device), ds.y_test.to(device)
     if cfg.n_test is not None:
@@ -371,33 +379,109 @@ def _pairs(cfg: Paper1Config, classes_available: tuple[int, ...]) -> list[tuple[
 
 def run_paper1(cfg: Paper1Config, out: Path, device: torch.device,
                progress: Progress = no_progress) -> dict[str, Any]:
+    """Run S1 end to end: every unit below is stored under ``out/units/`` (a rerun
+    resumes) and, under torchrun, the units of each phase are split across the ranks
+    (each unit seeds its own generator, so the results are those of one process); rank 0
+    writes ``results.json``, the figures and the report."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     store = UnitStore(out, config_digest(cfg))
     timings: dict[str, float] = {}
     res = base_results("paper1", cfg, cfg.seed)
-    na, nd = parse_norm(cfg.norm_a), parse_norm(cfg.norm_d)
     tick = time.perf_counter()
     ds = load_data(cfg)
     g, info = _prepare(cfg, ds, out / "model", device, progress)
-    _, gen = seed_generators(cfg.seed, device)
     timings["model_s"] = time.perf_counter() - tick
-    pair = f"{ds.name} {ds.classes[0]} vs {ds.classes[1]}"
-    res["data"]["classifier"] = {k: v for k, v in info.items() if k != "loss_curve"}
-    res["data"]["n_train"] = int(g.x_tr.shape[0])
-    res["data"]["n_test"] = int(g.x_te.shape[0])
 
     # 1. Table 1 at each configured (eps_a, eps_d)
     tick = time.perf_counter()
-    tables = []
-    for eps_a, eps_d in progress(list(itertools.product(cfg.eps_a, cfg.eps_d)), "table 1",
-                                 len(cfg.eps_a) * len(cfg.eps_d)):
+    jobs: list[tuple[str, Any]] = []
+    for eps_a, eps_d in itertools.product(cfg.eps_a, cfg.eps_d):
         def compute(eps_a: float = eps_a, eps_d: float = eps_d) -> dict[str, Any]:
             gen_i = torch.Generator(device=device).manual_seed(cfg.seed + 11)
             shift = _solve_shift(cfg, g, eps_a, eps_d, seed=cfg.seed)
             return table1(cfg, g, eps_a, eps_d, shift, gen_i)
-        tables.append(store.get_or_compute(f"table1-{eps_a}-{eps_d}", compute))
+        jobs.append((f"table1-{eps_a}-{eps_d}", compute))
+    tables = sharded_units(store, jobs, progress, "table 1")
     timings["table1_s"] = time.perf_counter() - tick
+
+    # 2. eps sweep: over eps_A at the first eps_D, and over eps_D at the last eps_A
+    tick = time.perf_counter()
+    jobs = []
+    for eps_a, eps_d in ([(e, cfg.eps_d[0]) for e in cfg.sweep_eps_a]
+                         + [(cfg.eps_a[-1], e) for e in cfg.sweep_eps_d]):
+        def compute_s(eps_a: float = eps_a, eps_d: float = eps_d) -> dict[str, Any]:
+            gen_i = torch.Generator(device=device).manual_seed(cfg.seed + 13)
+            return sweep_point(cfg, g, eps_a, eps_d, gen_i)
+        jobs.append((f"sweep-{eps_a}-{eps_d}", compute_s))
+    sweep = sharded_units(store, jobs, progress, "eps sweep")
+    timings["sweep_s"] = time.perf_counter() - tick
+
+    # 3. convergence in n (the reference v* first: every draw compares with it)
+    tick = time.perf_counter()
+    eps_a, eps_d = cfg.eps_a[-1], cfg.eps_d[0]
+    (ref,) = sharded_units(store, [(f"vstar-{eps_a}-{eps_d}",
+                                    lambda: v_star(cfg, g, eps_a, eps_d))])
+    jobs = []
+    for n, k in [(n, k) for n in cfg.convergence_ns for k in range(cfg.convergence_draws)]:
+        def compute_c(n: int = n, k: int = k) -> dict[str, Any]:
+            return convergence_draw(cfg, g, eps_a, eps_d, n, k, ref["value"])
+        jobs.append((f"conv-{eps_a}-{eps_d}-{n}-{k}", compute_c))
+    conv = sharded_units(store, jobs, progress, "convergence in n")
+    timings["convergence_s"] = time.perf_counter() - tick
+
+    # 4. linearity diagnostics
+    tick = time.perf_counter()
+    jobs = []
+    for e in cfg.diag_eps:
+        def compute_d(e: float = e) -> dict[str, Any]:
+            return diagnostics(cfg, g, e, torch.Generator(device=device).manual_seed(cfg.seed))
+        jobs.append((f"diag-{e}", compute_d))
+    diag = sharded_units(store, jobs, progress, "linearity diagnostics")
+    timings["diagnostics_s"] = time.perf_counter() - tick
+
+    # 5. certification of the smoothed classifier, and 6. the other pairs and datasets
+    tick = time.perf_counter()
+    jobs = [("certify", lambda: certification(
+        cfg, g, torch.Generator(device=device).manual_seed(cfg.seed + 17)))]
+    jobs.append((f"pair-main-{cfg.eps_a[-1]}-{cfg.eps_d[0]}",
+                 lambda: pair_summary(cfg, g, info["clean_accuracy"], cfg.eps_a[-1],
+                                      cfg.eps_d[0],
+                                      torch.Generator(device=device).manual_seed(cfg.seed + 19))))
+    cert, *summaries = sharded_units(store, jobs + _other_pairs(cfg, out, device), progress,
+                                     "certification and other pairs")
+    timings["certify_and_pairs_s"] = time.perf_counter() - tick
+
+    from advgame import distributed
+
+    if not distributed.is_main():
+        return {"summary": []}
+    na, nd = parse_norm(cfg.norm_a), parse_norm(cfg.norm_d)
+    pair = f"{ds.name} {ds.classes[0]} vs {ds.classes[1]}"
+    res["data"]["classifier"] = {k: v for k, v in info.items() if k != "loss_curve"}
+    res["data"]["n_train"] = int(g.x_tr.shape[0])
+    res["data"]["n_test"] = int(g.x_te.shape[0])
+    res["data"]["world_size"] = distributed.world_size()
+    _table1_outputs(cfg, res, tables, pair, int(g.x_te.shape[0]), na, nd)
+    res["data"]["sweep"] = sweep
+    _sweep_outputs(cfg, res, sweep, out, na, nd)
+    res["data"]["convergence"] = {"reference": ref, "draws": conv, "eps_a": eps_a,
+                                  "eps_d": eps_d}
+    _convergence_outputs(cfg, res, conv, ref, out, int(g.w_tr.shape[1]))
+    res["data"]["diagnostics"] = diag
+    _diagnostics_outputs(cfg, res, diag, out, na)
+    res["data"]["certification"] = cert
+    _certification_outputs(cfg, res, cert, out)
+    res["data"]["pairs"] = summaries
+    _pairs_outputs(cfg, res, summaries)
+    _summary(cfg, res, tables, diag, conv, ref, summaries)
+    res["timings"].update(timings)
+    finish(out, res, t0)
+    return res
+
+
+def _table1_outputs(cfg: Paper1Config, res: dict[str, Any], tables: list[dict[str, Any]],
+                    pair: str, n_test: int, na: str, nd: str) -> None:
     for t in tables:
         s = t["shift"]
         res["tables"].append({
@@ -405,7 +489,7 @@ def run_paper1(cfg: Paper1Config, out: Path, device: torch.device,
             "title": f"Table 1 — {pair}: eps_A={t['eps_a']:g} (L{na}), eps_D={t['eps_d']:g} "
                      f"(L{nd})",
             "caption": (
-                f"Accuracy (fraction of {g.x_te.shape[0]} test images). 'true' = the network "
+                f"Accuracy (fraction of {n_test} test images). 'true' = the network "
                 f"on the perturbed input, 'approx' = its linearization at the clean point "
                 f"on the same input; gap = true - approx. FGM and PGD ({cfg.pgd_steps} steps) "
                 f"attack the undefended network (the game's simultaneous attacker); "
@@ -426,92 +510,28 @@ def run_paper1(cfg: Paper1Config, out: Path, device: torch.device,
         })
     res["data"]["table1"] = tables
 
-    # 2. eps sweep: over eps_A at the first eps_D, and over eps_D at the last eps_A
-    tick = time.perf_counter()
-    jobs = ([(e, cfg.eps_d[0]) for e in cfg.sweep_eps_a]
-            + [(cfg.eps_a[-1], e) for e in cfg.sweep_eps_d])
-    sweep = []
-    for eps_a, eps_d in progress(jobs, "eps sweep", len(jobs)):
-        def compute_s(eps_a: float = eps_a, eps_d: float = eps_d) -> dict[str, Any]:
-            gen_i = torch.Generator(device=device).manual_seed(cfg.seed + 13)
-            return sweep_point(cfg, g, eps_a, eps_d, gen_i)
-        sweep.append(store.get_or_compute(f"sweep-{eps_a}-{eps_d}", compute_s))
-    timings["sweep_s"] = time.perf_counter() - tick
-    res["data"]["sweep"] = sweep
-    _sweep_outputs(cfg, res, sweep, out, na, nd)
 
-    # 3. convergence in n
-    tick = time.perf_counter()
-    eps_a, eps_d = cfg.eps_a[-1], cfg.eps_d[0]
-    ref = store.get_or_compute(f"vstar-{eps_a}-{eps_d}", lambda: v_star(cfg, g, eps_a, eps_d))
-    conv_jobs = [(n, k) for n in cfg.convergence_ns for k in range(cfg.convergence_draws)]
-    conv = []
-    for n, k in progress(conv_jobs, "convergence in n", len(conv_jobs)):
-        def compute_c(n: int = n, k: int = k) -> dict[str, Any]:
-            return convergence_draw(cfg, g, eps_a, eps_d, n, k, ref["value"])
-        conv.append(store.get_or_compute(f"conv-{eps_a}-{eps_d}-{n}-{k}", compute_c))
-    timings["convergence_s"] = time.perf_counter() - tick
-    res["data"]["convergence"] = {"reference": ref, "draws": conv, "eps_a": eps_a,
-                                  "eps_d": eps_d}
-    _convergence_outputs(cfg, res, conv, ref, out, int(g.w_tr.shape[1]))
-
-    # 4. linearity diagnostics
-    tick = time.perf_counter()
-    diag = []
-    for e in progress(list(cfg.diag_eps), "linearity diagnostics", len(cfg.diag_eps)):
-        def compute_d(e: float = e) -> dict[str, Any]:
-            return diagnostics(cfg, g, e, torch.Generator(device=device).manual_seed(cfg.seed))
-        diag.append(store.get_or_compute(f"diag-{e}", compute_d))
-    timings["diagnostics_s"] = time.perf_counter() - tick
-    res["data"]["diagnostics"] = diag
-    _diagnostics_outputs(cfg, res, diag, out, na)
-
-    # 5. certification of the smoothed classifier
-    tick = time.perf_counter()
-    cert = store.get_or_compute("certify", lambda: certification(
-        cfg, g, torch.Generator(device=device).manual_seed(cfg.seed + 17)))
-    timings["certify_s"] = time.perf_counter() - tick
-    res["data"]["certification"] = cert
-    _certification_outputs(cfg, res, cert, out)
-
-    # 6. other pairs and datasets
-    tick = time.perf_counter()
-    main_row = store.get_or_compute(
-        f"pair-main-{cfg.eps_a[-1]}-{cfg.eps_d[0]}",
-        lambda: pair_summary(cfg, g, info["clean_accuracy"], cfg.eps_a[-1], cfg.eps_d[0],
-                             torch.Generator(device=device).manual_seed(cfg.seed + 19)))
-    summaries = [main_row] + _other_pairs(cfg, out, device, store, progress)
-    timings["pairs_s"] = time.perf_counter() - tick
-    res["data"]["pairs"] = summaries
-    _pairs_outputs(cfg, res, summaries)
-
-    _summary(cfg, res, tables, diag, conv, ref, summaries)
-    res["timings"].update(timings)
-    finish(out, res, t0)
-    return res
-
-
-def _other_pairs(cfg: Paper1Config, out: Path, device: torch.device, store: UnitStore,
-                 progress: Progress) -> list[dict[str, Any]]:
+def _other_pairs(cfg: Paper1Config, out: Path,
+                 device: torch.device) -> list[tuple[str, Any]]:
+    """Jobs (unit key, compute) for the other class pairs: each trains its own model on
+    the rank that computes it."""
     from advgame.data import load_dataset, select_classes
 
-    jobs: list[tuple[str, str | None, tuple[int, int]]] = []
+    pairs: list[tuple[str, str | None, tuple[int, int]]] = []
     if cfg.dataset in ("mnist-5k", "digits-8x8", "mnist"):
         base = load_dataset(cfg.dataset, data_dir=cfg.data_dir, test_fraction=cfg.test_fraction,
                             seed=cfg.seed)
         main = tuple(cfg.classes or ())
-        jobs += [(cfg.dataset, cfg.data_dir, p) for p in _pairs(cfg, base.classes)
-                 if tuple(p) != main]
+        pairs += [(cfg.dataset, cfg.data_dir, p) for p in _pairs(cfg, base.classes)
+                  if tuple(p) != main]
     if cfg.fashion_dir:
-        jobs += [("fashion-mnist", cfg.fashion_dir, tuple(p)) for p in cfg.fashion_pairs]  # type: ignore[misc]
+        pairs += [("fashion-mnist", cfg.fashion_dir, tuple(p)) for p in cfg.fashion_pairs]  # type: ignore[misc]
     if cfg.cifar_dir:
-        jobs += [("cifar10", cfg.cifar_dir, tuple(p)) for p in cfg.cifar_pairs]  # type: ignore[misc]
+        pairs += [("cifar10", cfg.cifar_dir, tuple(p)) for p in cfg.cifar_pairs]  # type: ignore[misc]
     eps_a, eps_d = cfg.eps_a[-1], cfg.eps_d[0]
     cache: dict[tuple[str, str | None], Dataset] = {}
-    summaries = []
-    for name, ddir, p in progress(jobs, "other pairs", len(jobs)):
-        key = f"pair-{name}-{p[0]}-{p[1]}-{eps_a}-{eps_d}"
-
+    jobs: list[tuple[str, Any]] = []
+    for name, ddir, p in pairs:
         def compute(name: str = name, ddir: str | None = ddir,
                     p: tuple[int, int] = p) -> dict[str, Any]:
             if (name, ddir) not in cache:
@@ -524,11 +544,11 @@ def _other_pairs(cfg: Paper1Config, out: Path, device: torch.device, store: Unit
                           arch=("cnn" if name == "cifar10" and cfg.arch == "mlp" else cfg.arch),
                           n_test=cfg.n_test)
             g, info = _prepare(sub, ds, out / "pairs" / f"{name}-{p[0]}-{p[1]}", device,
-                               no_progress)
+                               no_progress, alone=True)
             _, gen = seed_generators(cfg.seed, device)
             return pair_summary(sub, g, info["clean_accuracy"], eps_a, eps_d, gen)
-        summaries.append(store.get_or_compute(key, compute))
-    return summaries
+        jobs.append((f"pair-{name}-{p[0]}-{p[1]}-{eps_a}-{eps_d}", compute))
+    return jobs
 
 
 # ---------------------------------------------------------------------------- outputs
