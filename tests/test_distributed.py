@@ -110,3 +110,21 @@ def test_sharded_paper1_is_identical(tmp_path: Path) -> None:
     assert [f["file"] for f in a["figures"]] == [f["file"] for f in b["figures"]]
     assert all((two / f["file"]).stat().st_size > 0 for f in b["figures"])
     assert (two / "pairs" / "digits-8x8-2-3" / "model.pt").is_file()
+
+
+def test_sharded_paper2_is_identical(tmp_path: Path) -> None:
+    """paper2 under torchrun: rank 0 trains the defenses, the others load them, and the
+    defense x attack cells (AttNet trainings included) are split across the ranks."""
+    from tests.test_paper2 import TINY
+
+    cfg = tmp_path / "p2.toml"
+    cfg.write_text(TINY)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(["paper2", "--config", str(cfg), "--out", str(one)]) == 0
+    p = torchrun(["paper2", "--config", str(cfg), "--out", str(two)])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "paper2 evaluation (rank 1)" in p.stderr
+    a, b = load(one), load(two)
+    assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1
+    assert a["tables"] == b["tables"]
+    assert untimed(a["summary"]) == untimed(b["summary"])

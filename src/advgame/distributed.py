@@ -24,6 +24,7 @@ Outside torchrun everything runs in one process and these helpers are no-ops.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
@@ -45,7 +46,11 @@ def init_from_env() -> bool:
         return False
     backend = "nccl" if torch.cuda.is_available() and os.environ.get(
         "ADVGAME_BACKEND", "") != "gloo" else "gloo"
-    dist.init_process_group(backend=backend)
+    # Rank 0 may train a model alone (minutes to hours) while the others wait at a
+    # barrier: allow long waits (ADVGAME_DIST_TIMEOUT_S, default 6 h).
+    timeout = datetime.timedelta(seconds=float(os.environ.get("ADVGAME_DIST_TIMEOUT_S",
+                                                              6 * 3600)))
+    dist.init_process_group(backend=backend, timeout=timeout)
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     return True

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from advgame import distributed
 from advgame.attacks.gradient import fgm, pgd
 from advgame.attacks.learned import attnet_examples, build_attnet, train_attnet
 from advgame.data import Dataset
@@ -62,9 +63,9 @@ from advgame.experiments.classifier import (
     base_results,
     finish,
     load_data,
-    obtain_model,
+    obtain_model_once,
 )
-from advgame.experiments.common import Progress, UnitStore, no_progress
+from advgame.experiments.common import Progress, UnitStore, no_progress, sharded_units
 from advgame.models import (
     TrainConfig,
     build_model,
@@ -307,10 +308,65 @@ def run_paper2(
     n_att = cfg.attnet_train_size or x_tr.shape[0]
     x_att, y_att = x_tr[:n_att], y_tr[:n_att]
 
-    u0, info = obtain_model(cfg, ds, out, device, progress=progress)
+    u0, info = obtain_model_once(cfg, ds, out, device, progress=progress)
     u0.eval()
     work.timings["train_u0_s"] = float(info.get("train_s") or 0.0)
 
+    # Under torchrun rank 0 trains the defenses (saving each one) while the other ranks
+    # wait, then they load what it saved; the evaluation cells are split across ranks.
+    if distributed.is_main():
+        defenses, game_attnets, cm_models = _train_defenses(cfg, work, u0, x_tr, y_tr,
+                                                            progress)
+    distributed.barrier()
+    if not distributed.is_main():
+        defenses, game_attnets, cm_models = _train_defenses(cfg, work, u0, x_tr, y_tr,
+                                                            no_progress)
+
+    # ---- evaluation
+    curves: dict[str, Any] = {}
+    te = time.perf_counter()
+    cells = _evaluate(cfg, work, defenses, game_attnets, x_att, y_att, x_te, y_te, progress)
+    if not distributed.is_main():
+        return {"summary": []}
+    work.timings["evaluate_wall_s"] = time.perf_counter() - te
+    work.timings["evaluate_s"] = sum(c["seconds"] for row in cells.values()
+                                     for c in row.values())
+    work.timings["compute_s"] = sum(v for k, v in work.timings.items()
+                                    if k.startswith("train_") or k == "evaluate_s")
+    cm = cat_and_mouse_errors(cm_models, x_te, y_te, cfg.eta) if len(cm_models) > 1 else None
+    fgsm_j = [fgsm_examples(m, x_te, y_te, cfg.eta) for m in cm_models[:-1]] \
+        if len(cm_models) > 1 else []
+    cm_others = {d: [error_rate(m, xa, y_te) for xa in fgsm_j]
+                 for d, m in defenses.items() if not _is_round(d)}
+    agreement = _sign_agreement(x_te, fgsm_j + ([fgsm_examples(cm_models[-1], x_te, y_te,
+                                                              cfg.eta)] if cm else []))
+    for name in ("adv-online", "sens-fgsm", "sens-first-order", "minimax", "maximin",
+                 "minimax-sens", "reformer"):
+        got = work.store.get(f"curve-{name}")
+        if got is not None:
+            curves[name] = got
+
+    res = base_results("paper2", cfg, cfg.seed)
+    res["timings"].update(work.timings)
+    _tables(cfg, ds, res, cells, cm, cm_others, x_te.shape[0])
+    _data(cfg, res, cells, cm, cm_others, agreement, curves, info, x_te.shape[0], work)
+    res["data"]["world_size"] = distributed.world_size()
+    res["summary"] = _summary(cfg, res, cells, cm, agreement, x_te.shape[0])
+    _figures(cfg, out, res, cells, cm, curves)
+    finish(out, res, t0)
+    return res
+
+
+def _train_defenses(
+    cfg: Paper2Config, work: _Work, u0: nn.Module, x_tr: torch.Tensor, y_tr: torch.Tensor,
+    progress: Progress,
+) -> tuple[dict[str, nn.Module], dict[str, nn.Module], list[nn.Module]]:
+    """Train (or load from ``work``'s models) every configured defense.
+
+    Returns (defenses by name, the learned attackers of the minimax games, the
+    cat-and-mouse models u_0..u_K).
+    """
+    ds, device = work.ds, work.device
     defenses: dict[str, nn.Module] = {}
     if "clean" in cfg.defenses or "cat-mouse" in cfg.defenses:
         defenses["u0"] = u0
@@ -338,7 +394,6 @@ def run_paper2(
             next(bar, None)
 
     # ---- other trained defenses, fine-tuned from u_0
-    curves: dict[str, Any] = {}
     tc = TrainConfig(epochs=cfg.adv_epochs, batch_size=cfg.batch_size, lr=cfg.lr)
     if "adv-online" in cfg.defenses:
         def make_adv() -> nn.Module:
@@ -424,35 +479,7 @@ def run_paper2(
         for p in m.parameters():
             p.requires_grad_(False)
 
-    # ---- evaluation
-    te = time.perf_counter()
-    cells = _evaluate(cfg, work, defenses, game_attnets, x_att, y_att, x_te, y_te, progress)
-    work.timings["evaluate_wall_s"] = time.perf_counter() - te
-    work.timings["evaluate_s"] = sum(c["seconds"] for row in cells.values()
-                                     for c in row.values())
-    work.timings["compute_s"] = sum(v for k, v in work.timings.items()
-                                    if k.startswith("train_") or k == "evaluate_s")
-    cm = cat_and_mouse_errors(cm_models, x_te, y_te, cfg.eta) if len(cm_models) > 1 else None
-    fgsm_j = [fgsm_examples(m, x_te, y_te, cfg.eta) for m in cm_models[:-1]] \
-        if len(cm_models) > 1 else []
-    cm_others = {d: [error_rate(m, xa, y_te) for xa in fgsm_j]
-                 for d, m in defenses.items() if not _is_round(d)}
-    agreement = _sign_agreement(x_te, fgsm_j + ([fgsm_examples(cm_models[-1], x_te, y_te,
-                                                              cfg.eta)] if cm else []))
-    for name in ("adv-online", "sens-fgsm", "sens-first-order", "minimax", "maximin",
-                 "minimax-sens", "reformer"):
-        got = work.store.get(f"curve-{name}")
-        if got is not None:
-            curves[name] = got
-
-    res = base_results("paper2", cfg, cfg.seed)
-    res["timings"].update(work.timings)
-    _tables(cfg, ds, res, cells, cm, cm_others, x_te.shape[0])
-    _data(cfg, res, cells, cm, cm_others, agreement, curves, info, x_te.shape[0], work)
-    res["summary"] = _summary(cfg, res, cells, cm, agreement, x_te.shape[0])
-    _figures(cfg, out, res, cells, cm, curves)
-    finish(out, res, t0)
-    return res
+    return defenses, game_attnets, cm_models
 
 
 def _stages(cfg: Paper2Config) -> list[str]:
@@ -488,8 +515,8 @@ def _evaluate(
             jobs.append((d, "AttNet-minimax", 0))
         if d in game_attnets:
             jobs.append((d, "own", 0))
-    raw: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for d, attack, r in progress(jobs, "paper2 evaluation", len(jobs)):
+    unit_jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = []
+    for d, attack, r in jobs:
         key = f"eval-{d}-{attack}-{r}"
         model = defenses[d]
 
@@ -534,7 +561,11 @@ def _evaluate(
                     "mode_fraction": float(counts.max()) / max(1, preds.numel()),
                     "seconds": time.perf_counter() - ts, **extra}
 
-        raw.setdefault((d, attack), []).append(work.store.get_or_compute(key, compute))
+        unit_jobs.append((key, compute))
+    done = sharded_units(work.store, unit_jobs, progress, "paper2 evaluation")
+    raw: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for (d, attack, _), unit in zip(jobs, done, strict=True):
+        raw.setdefault((d, attack), []).append(unit)
 
     cells: dict[str, dict[str, Any]] = {}
     for (d, attack), units in raw.items():
