@@ -63,17 +63,23 @@ def test_sharded_certification_is_identical(runs: dict[str, Path]) -> None:
     assert a["data"]["class"] == b["data"]["class"]
 
 
+def one_and_two(tmp_path: Path, command: str, config: str) -> tuple[dict, dict, Path, str]:
+    """Run ``command`` with ``config`` in this process and under torchrun with 2 ranks:
+    (results of 1, results of 2, output dir of 2, torchrun's stderr)."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(config)
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main([command, "--config", str(cfg), "--out", str(one)]) == 0
+    p = torchrun([command, "--config", str(cfg), "--out", str(two)])
+    assert p.returncode == 0, p.stderr[-2000:]
+    return load(one), load(two), two, p.stderr
+
+
 def test_sharded_payoff_matrix_is_identical(tmp_path: Path) -> None:
     from tests.test_game_command import TINY
 
-    cfg = tmp_path / "g.toml"
-    cfg.write_text(TINY)
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["game", "--config", str(cfg), "--out", str(one)]) == 0
-    p = torchrun(["game", "--config", str(cfg), "--out", str(two)])
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "payoff cells (rank 1)" in p.stderr  # the cells were split between the ranks
-    a, b = load(one), load(two)
+    a, b, _, stderr = one_and_two(tmp_path, "game", TINY)
+    assert "payoff cells (rank 1)" in stderr  # the cells were split between the ranks
     payoff = [t for t in a["tables"] if "payoff" in t["name"]]
     assert payoff, [t["name"] for t in a["tables"]]
     assert payoff == [t for t in b["tables"] if "payoff" in t["name"]]
@@ -93,16 +99,10 @@ def test_sharded_paper1_is_identical(tmp_path: Path) -> None:
     other pairs with their own models) split across 2 ranks give one process's results."""
     from tests.test_paper1 import TINY
 
-    cfg = tmp_path / "p.toml"
-    cfg.write_text(TINY.format(dataset="digits-8x8", arch="mlp")
-                   .replace("n_synthetic = 400\n", "")
-                   .replace('pairs = "none"', "pairs = [[2, 3], [4, 5]]\nclasses = [0, 1]"))
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["paper1", "--config", str(cfg), "--out", str(one)]) == 0
-    p = torchrun(["paper1", "--config", str(cfg), "--out", str(two)])
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "(rank 1)" in p.stderr  # rank 1 computed units of its own
-    a, b = load(one), load(two)
+    config = (TINY.format(dataset="digits-8x8", arch="mlp").replace("n_synthetic = 400\n", "")
+              .replace('pairs = "none"', "pairs = [[2, 3], [4, 5]]\nclasses = [0, 1]"))
+    a, b, two, stderr = one_and_two(tmp_path, "paper1", config)
+    assert "(rank 1)" in stderr  # rank 1 computed units of its own
     assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1
     assert a["tables"] == b["tables"]
     for key in ("table1", "sweep", "convergence", "diagnostics", "certification", "pairs"):
@@ -117,14 +117,8 @@ def test_sharded_paper2_is_identical(tmp_path: Path) -> None:
     defense x attack cells (AttNet trainings included) are split across the ranks."""
     from tests.test_paper2 import TINY
 
-    cfg = tmp_path / "p2.toml"
-    cfg.write_text(TINY)
-    one, two = tmp_path / "one", tmp_path / "two"
-    assert main(["paper2", "--config", str(cfg), "--out", str(one)]) == 0
-    p = torchrun(["paper2", "--config", str(cfg), "--out", str(two)])
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert "paper2 evaluation (rank 1)" in p.stderr
-    a, b = load(one), load(two)
+    a, b, _, stderr = one_and_two(tmp_path, "paper2", TINY)
+    assert "paper2 evaluation (rank 1)" in stderr
     assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1
     assert a["tables"] == b["tables"]
     assert untimed(a["summary"]) == untimed(b["summary"])
