@@ -28,7 +28,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import statistics
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_common import cpu_name, update_section
+from bench_common import header_lines, update_section
 from torch import nn
 from torch.nn import functional as F
 
@@ -197,15 +196,8 @@ def markdown(args: argparse.Namespace, times: Times, diffs: dict[str, dict[str, 
     import art
     import torchattacks
 
-    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    lines = [
-        HEADING,
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {now}  ",
-        f"Machine: {cpu_name()}, {os.cpu_count()} CPU cores (2-core VM shared with other "
-        f"jobs; load average {load[0]:.1f} before, {load[1]:.1f} after), no GPU; torch "
-        f"threads: {torch.get_num_threads()}  ",
+    lines = header_lines(HEADING, command, load, f"torch threads: {torch.get_num_threads()}")
+    lines += [
         f"Versions: python {platform.python_version()}, torch {torch.__version__}, advgame "
         f"{advgame.__version__}, torchattacks {torchattacks.__version__}, "
         f"adversarial-robustness-toolbox {art.__version__}, numpy {np.__version__}",

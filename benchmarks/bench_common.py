@@ -36,6 +36,22 @@ def blas_threads(limit: str) -> Iterator[str]:
         yield limit
 
 
+def header_lines(heading: str, command: str, load: tuple[float, float],
+                 threads: str) -> list[str]:
+    """Heading, command, date and machine lines that open a benchmark's section."""
+    import datetime
+
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return [
+        heading,
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {now}  ",
+        f"Machine: {cpu_name()}, {os.cpu_count()} CPU cores (2-core VM shared with other "
+        f"jobs; load average {load[0]:.1f} before, {load[1]:.1f} after), no GPU; {threads}  ",
+    ]
+
+
 def update_section(path: str | Path, section: str) -> None:
     """Replace the ``## ...`` section whose heading is ``section``'s first line (append it
     if absent), leaving every other section of ``path`` alone."""

@@ -26,7 +26,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import platform
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 import nashpy
 import numpy as np
 import scipy
-from bench_common import blas_threads, cpu_name, update_section
+from bench_common import blas_threads, header_lines, update_section
 
 from advgame.game import exploitability, solve_zero_sum
 
@@ -92,15 +91,8 @@ def run(sizes: list[int], repeats: list[int], seed: int) -> list[dict[str, objec
 
 def markdown(rows: list[dict[str, object]], command: str, threads: str,
              load: tuple[float, float]) -> str:
-    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    lines = [
-        HEADING,
-        "",
-        f"Command: `{command}`  ",
-        f"Date: {now}  ",
-        f"Machine: {cpu_name()}, {os.cpu_count()} CPU cores (2-core VM shared with other "
-        f"jobs; load average {load[0]:.1f} before, {load[1]:.1f} after), no GPU; BLAS threads: "
-        f"{threads}  ",
+    lines = header_lines(HEADING, command, load, f"BLAS threads: {threads}")
+    lines += [
         f"Versions: python {platform.python_version()}, numpy {np.__version__}, scipy "
         f"{scipy.__version__}, nashpy {nashpy.__version__}",
         "",
