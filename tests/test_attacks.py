@@ -151,3 +151,40 @@ def test_model_with_wrong_output_shape() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 1))
     with pytest.raises(InputError, match="model"):
         fgm(model, torch.rand(2, 4), torch.tensor([0, 0]), 0.1)
+
+
+def test_box_aware_fgm_is_the_linear_best_response(gen: torch.Generator) -> None:
+    """On a linear model, box-aware L2 FGM = linear.best_response; it beats clipped FGM."""
+    from advgame.linear import best_response
+
+    d, n, eps = 30, 40, 1.0
+    model, w, b = linear_binary(d, gen)
+    model = model.double()
+    x = torch.rand(n, d, generator=gen, dtype=torch.float64)
+    x[torch.rand(n, d, generator=gen) < 0.6] = 0.0  # MNIST-like zero pixels
+    y = torch.randint(0, 2, (n,), generator=gen)
+    ys = 2 * y - 1
+    wd, bd = w.double(), b.double()
+    x_box = fgm(model, x, y, eps, "2", box_aware=True)
+    delta = best_response(wd.expand(n, d), bd.expand(n), x, ys, eps, "2")
+    torch.testing.assert_close(x_box, x + delta, atol=1e-12, rtol=0)
+    assert x_box.min() >= 0 and x_box.max() <= 1
+    assert bool(((x_box - x).norm(dim=1) <= eps * (1 + 1e-9)).all())
+    margin_box = ys * (x_box @ wd + bd)
+    margin_clip = ys * (fgm(model, x, y, eps, "2") @ wd + bd)
+    assert bool((margin_box <= margin_clip + 1e-12).all())
+    assert bool((margin_box < margin_clip - 1e-3).any())
+    # L-inf: clipped FGSM is already exact
+    torch.testing.assert_close(fgm(model, x, y, 0.1, "inf", box_aware=True),
+                               fgm(model, x, y, 0.1, "inf"))
+
+
+def test_box_aware_pgd_stays_in_ball_and_box(gen: torch.Generator) -> None:
+    torch.manual_seed(2)
+    model = SmallCNN((1, 12, 12), 3, channels=(4, 8), head=16)
+    x = torch.rand(8, 1, 12, 12, generator=gen)
+    x[:3] = 0.0
+    y = torch.randint(0, 3, (8,), generator=gen)
+    x_adv = pgd(model, x, y, 2.0, "2", steps=10, generator=gen, box_aware=True)
+    assert bool(((x_adv - x).flatten(1).norm(dim=1) <= 2.0 + 1e-5).all())
+    assert x_adv.min() >= 0 and x_adv.max() <= 1

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from advgame.errors import InputError
-from advgame.threat import Norm
-from advgame.validate import check_signed_labels, check_tensor
+from advgame.threat import Box, Norm, check_box, parse_norm, steepest_direction, steepest_in_box
+from advgame.validate import check_nonnegative, check_signed_labels, check_tensor
 
 
 def binary_logit(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +111,8 @@ class LinearityDiagnostics:
             network equals its linearization there).
         labels_agree: at x_fgm the linearized label sign(w.x_fgm + b) equals the network's.
         linear_robust: the linearized game says no attack in the ball flips the point:
-            the linear margin at the worst point of ball ∩ box is > 0.
+            the linear margin at the worst point of ball ∩ box (the exact best response,
+            :func:`best_response`) is > 0.
         pgd_robust: the network is still correct under PGD.
         pgd_disagrees: ``linear_robust != pgd_robust`` — the linear model and PGD disagree
             on whether the ball contains an adversarial point.
@@ -134,23 +135,90 @@ class LinearityDiagnostics:
         return {k: float(getattr(self, k).float().mean()) for k in self.__dataclass_fields__}
 
 
+def _box_or_none(box: object) -> Box | None:
+    return None if box is None else check_box(box)
+
+
+def best_response(
+    w: torch.Tensor,
+    b: torch.Tensor,
+    x: torch.Tensor,
+    y_signed: torch.Tensor,
+    eps: float,
+    norm: Norm | str | float,
+    box: tuple[float, float] | None = (0.0, 1.0),
+) -> torch.Tensor:
+    """The attacker's exact best response in the linearized game, per point.
+
+        delta_i = argmin { y_i (w_i . (x_i + delta) + b_i) : ||delta||_p <= eps,
+                           box[0] <= x_i + delta <= box[1] }
+
+    i.e. the maximizer of (-y_i w_i) . delta over ball ∩ box
+    (:func:`advgame.threat.steepest_in_box`): for L-inf each coordinate moves
+    min(eps, room) against sign(y_i w_ij) (= clipped FGSM); for L2 the KKT solution
+    clip(-lambda y_i w_i, lo - x_i, hi - x_i) with lambda set by the budget (exact sort, not
+    project-then-clip). ``box=None``: the paper's unbounded model, delta_i = -eps y_i
+    times the steepest p-direction of w_i, which lowers the margin by eps ||w_i||_{p*}.
+    The defender's shift does not change it: the linear margin is additive in v.
+
+    Computed in float64 (``b`` does not enter the argmin; it is taken for symmetry with
+    the margin). Shape: w (N, d), b (N,), x (N, ...), y_signed (N,) in {-1, +1} -> delta
+    with the shape of x, x's dtype and device.
+
+    Example:
+        >>> w = torch.tensor([[1.0, -2.0]]); x = torch.tensor([[0.05, 0.5]])
+        >>> best_response(w, torch.zeros(1), x, torch.tensor([1]), 0.1, "inf")
+        tensor([[-0.0500,  0.1000]])
+        >>> best_response(w, torch.zeros(1), x, torch.tensor([1]), 0.1, "inf", box=None)
+        tensor([[-0.1000,  0.1000]])
+    """
+    p = parse_norm(norm)
+    bx = _box_or_none(box)
+    check_tensor("x", x, min_ndim=2)
+    n = x.shape[0]
+    check_tensor("w", w, ndim=2)
+    if w.shape != (n, x[0].numel()):
+        raise InputError("w", f"must have shape ({n}, {x[0].numel()}) (one row per input), "
+                              f"got {tuple(w.shape)}")
+    check_tensor("b", b, ndim=1)
+    if b.shape[0] != n:
+        raise InputError("b", f"must have {n} entries (one per input), got {b.shape[0]}")
+    check_signed_labels("y_signed", y_signed, n)
+    e = check_nonnegative("eps", eps)
+    xf = x.detach().reshape(n, -1).to(torch.float64)
+    if bx is not None:
+        lo, hi = float(xf.min()), float(xf.max())
+        if lo < bx[0] - 1e-6 or hi > bx[1] + 1e-6:
+            raise InputError("x", f"must lie in the box [{bx[0]:g}, {bx[1]:g}] when a box is "
+                                  f"given, got range [{lo:.4g}, {hi:.4g}]")
+        xf = xf.clamp(bx[0], bx[1])
+    gain = -(y_signed.to(torch.float64)[:, None] * w.detach().to(torch.float64))
+    if bx is None:
+        delta = e * steepest_direction(gain, p)
+    else:
+        delta = steepest_in_box(gain, xf, e, p, bx)
+    return delta.reshape(x.shape).to(x.dtype)
+
+
 def worst_linear_margin(
     w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, y_signed: torch.Tensor, eps: float,
-    norm: Norm,
+    norm: Norm | str | float, box: tuple[float, float] | None = (0.0, 1.0),
 ) -> torch.Tensor:
-    """min over z in B_p(x, eps) ∩ [0,1]^d of y (w.z + b). (N,).
+    """min over z in B_p(x, eps) ∩ box of y (w.z + b): the margin after the best response.
 
-    L-inf: separable per coordinate, exact (z_j = clip(x_j - eps y sign(w_j), 0, 1)).
-    L2: the FGM point clipped to the box, an upper bound on the minimum (exact when the
-    box does not bind: y(w.x + b) - eps ||w||_2).
+    Exact for both norms (see :func:`best_response`); with ``box=None`` it is
+    y (w.x + b) - eps ||w||_{p*}. Float64, (N,).
+
+    Example:
+        >>> w = torch.tensor([[1.0, 1.0]]); x = torch.tensor([[0.9, 0.0]])
+        >>> m = worst_linear_margin(w, torch.zeros(1), x, torch.tensor([-1]), 1.0, "2")
+        >>> round(float(m), 4)   # -0.9 - 0.1 - sqrt(1 - 0.1^2)
+        -1.995
     """
-    xf = x.reshape(x.shape[0], -1)
-    s = y_signed.to(w.dtype)[:, None]
-    if norm == "inf":
-        z = (xf - eps * s * w.sign()).clamp(0, 1)
-    else:
-        z = (xf - eps * s * w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)).clamp(0, 1)
-    return y_signed.to(w.dtype) * ((w * z).sum(1) + b)
+    delta = best_response(w, b, x, y_signed, eps, norm, box).to(torch.float64)
+    z = x.detach().to(torch.float64).reshape(x.shape[0], -1) + delta.reshape(x.shape[0], -1)
+    return y_signed.to(torch.float64) * linear_logit(w.detach().to(torch.float64),
+                                                     b.detach().to(torch.float64), z)
 
 
 def linearity_diagnostics(
@@ -175,7 +243,7 @@ def linearity_diagnostics(
     Shape: x (N, ...), y_signed (N,) -> :class:`LinearityDiagnostics` of (N,) bools.
     """
     from advgame.attacks import attack_loop, fgm
-    from advgame.threat import clip_box, parse_norm, project, random_in_ball
+    from advgame.threat import clip_box, project, random_in_ball
 
     p = parse_norm(norm)
     check_tensor("x", x, min_ndim=2)

@@ -28,7 +28,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from advgame.errors import InputError
-from advgame.threat import Norm, clip_box, parse_norm, project, random_in_ball, steepest_direction
+from advgame.threat import (
+    Norm,
+    clip_box,
+    parse_norm,
+    project,
+    random_in_ball,
+    steepest_direction,
+    steepest_in_box,
+)
 from advgame.validate import check_images, check_labels, check_nonnegative, check_positive_int
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -80,6 +88,7 @@ def attack_loop(
     keep_best: bool = False,
     loss_fn: Loss | None = None,
     validate: bool = True,
+    box_aware: bool = False,
 ) -> torch.Tensor:
     """The one gradient attack loop; returns x_adv (N, ...) on x's device.
 
@@ -96,6 +105,10 @@ def attack_loop(
         loss_fn: per-example loss ``loss_fn(logits, y) -> (N,)`` to maximize; default
             cross-entropy.
         validate: check the inputs (disable in inner loops on already checked data).
+        box_aware: L2 only: each step is the exact maximizer of the linearized loss over
+            the step's ball ∩ the box (:func:`advgame.threat.steepest_in_box`) instead of
+            step-then-clip, so no budget is spent on coordinates the box stops. L-inf
+            steps are already exact (the ball and the box are both coordinate intervals).
     """
     p = parse_norm(norm)
     if validate:
@@ -141,6 +154,9 @@ def attack_loop(
                 if lo is None or hi is None:
                     lo, hi = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
                 cur = torch.clamp(xa.detach().add(direction, alpha=step_size), min=lo, max=hi)
+            elif box_aware:  # L2: the exact step in ball ∩ box, then back onto the eps-ball
+                step_d = steepest_in_box(grad, xa.detach(), step_size, p)
+                cur = clip_box(x + project(xa.detach() - x + step_d, eps, p))
             else:  # L2: project delta + step_size * direction on the ball, then the box
                 delta = (xa.detach() - x).add_(direction.mul_(step_size))
                 cur = clip_box(x + project(delta, eps, p))
@@ -158,12 +174,22 @@ def attack_loop(
 
 
 def fgm(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm | str | float = "inf"
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+    norm: Norm | str | float = "inf", *, box_aware: bool = False,
 ) -> torch.Tensor:
     """Fast Gradient Method: one step of length eps along the steepest ascent direction.
 
     x_adv = clip(x + eps * steepest_p(grad_x CE(model(x), y)), 0, 1); for L-inf this is
     FGSM (Goodfellow et al. 2015), for L2 the normalized-gradient FGM.
+
+    ``box_aware=True`` (L2): the step is the exact maximizer of the linearized loss
+    grad . delta over ||delta||_2 <= eps and x + delta in [0, 1]
+    (:func:`advgame.threat.steepest_in_box`, the KKT solution clip(lambda grad, -x, 1 - x)),
+    not the clipped normalized gradient: on images with many pixels at 0 or 1 the
+    clipped step loses the budget those pixels cannot use. For a two-logit model the
+    cross-entropy gradient is a positive multiple of -y grad g, so this is the linearized
+    game's exact best response (:func:`advgame.linear.best_response`) at x. For L-inf
+    both are clipped FGSM.
 
     Shape: x (N, ...) in [0, 1], y (N,) -> x_adv (N, ...), same device and dtype.
 
@@ -173,7 +199,8 @@ def fgm(
         >>> bool(((fgm(model, x, y, 0.1, "inf") - x).abs() <= 0.1 + 1e-7).all())
         True
     """
-    return attack_loop(model, x, y, eps=eps, norm=norm, steps=1, step_size=eps)
+    return attack_loop(model, x, y, eps=eps, norm=norm, steps=1, step_size=eps,
+                       box_aware=box_aware)
 
 
 def pgd(
@@ -187,12 +214,15 @@ def pgd(
     random_start: bool = True,
     generator: torch.Generator | None = None,
     keep_best: bool = False,
+    *,
+    box_aware: bool = False,
 ) -> torch.Tensor:
     """Projected Gradient Descent (Madry et al. 2018) on the cross-entropy loss.
 
     ``steps`` steps of ``step_size`` (default 2.5 * eps / steps, Madry's rule), projected
     on the Lp eps-ball and the box [0, 1], from a uniform random start when
     ``random_start``. Returns the last iterate (or the highest-loss one, ``keep_best``).
+    ``box_aware`` (L2): exact steps in ball ∩ box, as in :func:`fgm`.
 
     Shape: x (N, ...) in [0, 1], y (N,) -> x_adv (N, ...), same device and dtype.
 
@@ -210,6 +240,7 @@ def pgd(
     return attack_loop(
         model, x, y, eps=eps, norm=norm, steps=steps, step_size=size,
         random_start=random_start, generator=generator, keep_best=keep_best,
+        box_aware=box_aware,
     )
 
 
