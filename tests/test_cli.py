@@ -46,6 +46,19 @@ def test_same_seed_same_results(tmp_path: Path) -> None:
     assert outs[0]["tables"] == outs[1]["tables"]
 
 
+def test_attack_subset_is_stratified_and_recorded(tmp_path: Path) -> None:
+    """--n-test 50 of a 10-class model sees 5 of every digit (not the first 50 images)
+    and says so in results.json, the caption and the summary."""
+    out = tmp_path / "o"
+    assert main(["attack", "--dataset", "digits-8x8", "--epochs", "1", "--hidden", "16",
+                 "--eps", "0.1", "--attack", "fgm", "--n-test", "50", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["data"]["class_counts"] == {str(c): 5 for c in range(10)}
+    assert res["data"]["n_test"] == 50 and res["data"]["classes"] == list(range(10))
+    assert "5 of each of classes 0-9" in res["tables"][0]["caption"]
+    assert "50 test images of digits-8x8" in res["summary"][0]
+
+
 def test_config_file_and_unknown_key(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('dataset = "gaussians"\nepochs = 1\nhidden = [8]\neps = [0.05]\n')

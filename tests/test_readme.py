@@ -27,6 +27,8 @@ def test_readme_python_examples_run() -> None:
     cls, radius = namespace["cls"], namespace["radius"]
     assert isinstance(cls, torch.Tensor) and isinstance(radius, torch.Tensor)
     assert cls.shape == (100,) and radius.shape == (100,)
+    idx, ds = namespace["idx"], namespace["ds"]
+    assert torch.bincount(ds.y_test[idx]).tolist() == [50, 50]  # type: ignore[attr-defined]
     assert bool(((cls >= -1) & (cls <= 1)).all()) and bool((radius >= 0).all())
     x_adv, x = namespace["x_adv"], namespace["ds"].x_test  # type: ignore[attr-defined]
     assert isinstance(x_adv, torch.Tensor)

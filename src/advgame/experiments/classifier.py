@@ -17,7 +17,7 @@ from torch import nn
 
 from advgame import distributed
 from advgame.attacks import evaluate_attack, fgm, pgd
-from advgame.data import DATASETS, Dataset, load_dataset
+from advgame.data import DATASETS, Dataset, class_counts, load_dataset, stratified_indices
 from advgame.errors import InputError
 from advgame.experiments.common import (
     Progress,
@@ -167,11 +167,62 @@ def obtain_model_once(
 
 
 def eval_subset(
-    ds: Dataset, device: torch.device, n_test: int | None
+    ds: Dataset, device: torch.device, n_test: int | None, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n_test`` test points (all when None), on ``device``."""
+    """The evaluated test points, on ``device``: all of them when ``n_test`` is None, else a
+    stratified sample of ``n_test`` (:func:`advgame.data.stratified_indices`, generator
+    seeded by the run's ``seed``), in the dataset's order.
+
+    Record ``class_counts(y, ds.classes)`` of the result as ``data.class_counts``.
+
+    Example:
+        >>> from advgame.data import class_counts
+        >>> ds = load_dataset("digits-8x8")
+        >>> x, y = eval_subset(ds, torch.device("cpu"), 50, seed=0)
+        >>> x.shape[0], set(class_counts(y, ds.classes).values())
+        (50, {5})
+    """
     x, y = ds.x_test.to(device), ds.y_test.to(device)
-    return (x, y) if n_test is None else (x[:n_test], y[:n_test])
+    if n_test is None:
+        return x, y
+    idx = stratified_indices(ds.y_test, n_test, generator=torch.Generator().manual_seed(seed))
+    return x[idx.to(device)], y[idx.to(device)]
+
+
+def train_subset(
+    x: torch.Tensor, y: torch.Tensor, n: int | None, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` itself when ``n`` is None, else a stratified sample of ``n`` points
+    (:func:`advgame.data.stratified_indices`) -- the training sets of AttNets and oracles."""
+    if n is None:
+        return x, y
+    idx = stratified_indices(y.cpu(), n, generator=generator).to(x.device)
+    return x[idx], y[idx]
+
+
+def data_summary(ds: Dataset, y_eval: torch.Tensor) -> dict[str, Any]:
+    """The ``data`` fields every results.json shares: what was evaluated.
+
+    ``n_test`` (points evaluated) and ``class_counts`` ({original class id: count} of the
+    evaluated test subset), plus the dataset name and its classes.
+    """
+    return {"dataset": ds.name, "classes": list(ds.classes), "n_test": int(y_eval.shape[0]),
+            "class_counts": class_counts(y_eval, ds.classes)}
+
+
+def evaluated(ds: Dataset, y_eval: torch.Tensor) -> str:
+    """A phrase for captions: how many test points of which classes were evaluated, e.g.
+    ``"200 test images of mnist-5k (20 of each of classes 0-9)"``."""
+    counts = class_counts(y_eval, ds.classes)
+    values = set(counts.values())
+    cls = list(ds.classes)
+    span = (f"{cls[0]}-{cls[-1]}" if cls == list(range(cls[0], cls[-1] + 1)) and len(cls) > 2
+            else ", ".join(map(str, cls)))
+    if len(values) == 1:
+        per = f"{values.pop()} of each of classes {span}"
+    else:
+        per = "per class " + ", ".join(f"{c}: {k}" for c, k in counts.items())
+    return f"{int(y_eval.shape[0])} test images of {ds.name} ({per})"
 
 
 def _jsonable_cfg(cfg: Any) -> dict[str, Any]:
@@ -221,12 +272,12 @@ def run_train(
     res["timings"]["train_s"] = summary.get("train_s")
     res["tables"].append({
         "name": "accuracy", "title": f"Classifier on {ds.name} classes {list(ds.classes)}",
-        "caption": f"{cfg.arch} trained {cfg.epochs} epochs; accuracy as a fraction; "
-                   f"{ds.x_train.shape[0]} train / {ds.x_test.shape[0]} test images.",
+        "caption": f"{cfg.arch} trained {cfg.epochs} epochs; accuracy as a fraction of "
+                   f"{ds.x_train.shape[0]} train images / {evaluated(ds, ds.y_test)}.",
         "columns": ["split", "accuracy"],
         "rows": [["train", summary["train_accuracy"]], ["test", summary["test_accuracy"]]],
     })
-    res["data"] = {"model": str(out / "model.pt"), **summary}
+    res["data"] = {**data_summary(ds, ds.y_test), "model": str(out / "model.pt"), **summary}
     finish(out, res, t0)
     return res
 
@@ -297,7 +348,7 @@ def run_attack(
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data(cfg)
     model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
-    x, y = eval_subset(ds, device, cfg.n_test)
+    x, y = eval_subset(ds, device, cfg.n_test, cfg.seed)
     store = UnitStore(out, config_digest(cfg))
     clean = accuracy(model, x, y)
     norm = parse_norm(cfg.norm)
@@ -328,17 +379,17 @@ def run_attack(
     res["tables"].append({
         "name": "robust_accuracy",
         "title": f"Robust accuracy under L{norm} attacks on {ds.name} {list(ds.classes)}",
-        "caption": f"Accuracy (fraction of {x.shape[0]} test images) under each attack at "
+        "caption": f"Accuracy (fraction of {evaluated(ds, y)}) under each attack at "
                    f"each eps (L{norm}, inputs in [0,1]); PGD: {cfg.pgd_steps} steps, "
                    f"{cfg.pgd_restarts} restart(s). Clean accuracy {clean:.4f}.",
         "columns": ["attack", "clean"] + [f"eps={e:g}" for e in cfg.eps],
         "rows": [[a.upper(), clean] + acc[a] for a in cfg.attacks],
     })
-    res["data"] = {"clean_accuracy": clean, "eps": list(cfg.eps), "robust_accuracy": acc,
-                   "model": info.get("source"), "n_test": int(x.shape[0]),
+    res["data"] = {**data_summary(ds, y), "clean_accuracy": clean, "eps": list(cfg.eps),
+                   "robust_accuracy": acc, "model": info.get("source"),
                    "world_size": distributed.world_size()}
     res["summary"].append(
-        f"Clean accuracy {clean:.3f}; at eps={cfg.eps[-1]:g} "
+        f"On {evaluated(ds, y)}: clean accuracy {clean:.3f}; at eps={cfg.eps[-1]:g} "
         + ", ".join(f"{a.upper()} leaves {acc[a][-1]:.3f}" for a in cfg.attacks) + "."
     )
     _plot_attack(out, res, cfg, acc, clean)

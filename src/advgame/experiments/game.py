@@ -46,6 +46,9 @@ from advgame.experiments.classifier import (
     ModelConfig,
     _jsonable_cfg,
     base_results,
+    data_summary,
+    eval_subset,
+    evaluated,
     finish,
     load_data,
     obtain_model,
@@ -266,9 +269,7 @@ def run_game(
     work = out / f"work-{_work_hash(cfg)}"
     store = UnitStore(work)
     x_tr, y_tr = ds.x_train.to(device), ds.y_train.to(device)
-    x_te, y_te = ds.x_test.to(device), ds.y_test.to(device)
-    if cfg.n_test is not None:
-        x_te, y_te = x_te[:cfg.n_test], y_te[:cfg.n_test]
+    x_te, y_te = eval_subset(ds, device, cfg.n_test, cfg.seed)
     n = int(x_te.shape[0])
 
     def load_classifier(path: str) -> nn.Module:
@@ -364,9 +365,11 @@ def run_game(
                             "value": rm.value, "defender_strategy": rm.defender_strategy,
                             "attacker_strategy": rm.attacker_strategy},
     }
-    _tables(res, cfg, ds.name, matrix, game, mixed_eval, do)
+    what = evaluated(ds, y_te)
+    _tables(res, cfg, what, matrix, game, mixed_eval, do)
     _data(res, cfg, matrix, game, mixed_eval, do, info, work, attacks, defenses)
-    res["summary"] = _summary(cfg, ds.name, matrix, game, mixed_eval, do)
+    res["data"].update(data_summary(ds, y_te))
+    res["summary"] = _summary(cfg, what, matrix, game, mixed_eval, do)
     _figures(out, res, matrix, game, do)
     finish(out, res, t0)
     return res
@@ -447,11 +450,10 @@ def _mixed_rows(ev: Deployed) -> list[list[Any]]:
             for part in ("game", "outside") for e in ev[part]]
 
 
-def _tables(res: dict[str, Any], cfg: GameConfig, dataset: str, matrix: PayoffMatrix,
+def _tables(res: dict[str, Any], cfg: GameConfig, where: str, matrix: PayoffMatrix,
             game: dict[str, Any], mixed_eval: Deployed, do: dict[str, Any] | None) -> None:
+    """The tables; ``where``: what was evaluated (:func:`~.classifier.evaluated`)."""
     a, p, q = matrix.accuracy, game["defender_strategy"], game["attacker_strategy"]
-    n = game["n_test"]
-    where = f"{dataset}, {n} test images"
     res["tables"].append({
         "name": "payoff",
         "title": "Payoff matrix: defender accuracy of every defender against every attack",
@@ -619,7 +621,7 @@ def _data(res: dict[str, Any], cfg: GameConfig, matrix: PayoffMatrix, game: dict
     res["data"] = data
 
 
-def _summary(cfg: GameConfig, dataset: str, matrix: PayoffMatrix, game: dict[str, Any],
+def _summary(cfg: GameConfig, where: str, matrix: PayoffMatrix, game: dict[str, Any],
              mixed_eval: Deployed, do: dict[str, Any] | None) -> list[str]:
     a, p, q = matrix.accuracy, game["defender_strategy"], game["attacker_strategy"]
     m, k = a.shape
@@ -627,7 +629,7 @@ def _summary(cfg: GameConfig, dataset: str, matrix: PayoffMatrix, game: dict[str
     bi, bval, bj = _best_pure(a)
     out = [
         f"The empirical game has {m} defender and {k} attacker strategies, evaluated on "
-        f"{game['n_test']} {dataset} test images; its value (equilibrium defender "
+        f"{where}; its value (equilibrium defender "
         f"accuracy) is {v:.4f}, LP exploitability {game['exploitability']:.1e}.",
         f"Equilibrium defense: {_mixture_text(matrix.defenders, p)}; equilibrium attack: "
         f"{_mixture_text(matrix.attackers, q)}.",

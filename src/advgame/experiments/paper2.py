@@ -44,7 +44,7 @@ from torch import nn
 from advgame import distributed
 from advgame.attacks.gradient import fgm, pgd
 from advgame.attacks.learned import attnet_examples, build_attnet, train_attnet
-from advgame.data import Dataset
+from advgame.data import Dataset, class_counts
 from advgame.defenses.training import (
     adversarial_training,
     cat_and_mouse_errors,
@@ -61,9 +61,13 @@ from advgame.experiments.classifier import (
     ModelConfig,
     _jsonable_cfg,
     base_results,
+    data_summary,
+    eval_subset,
+    evaluated,
     finish,
     load_data,
     obtain_model_once,
+    train_subset,
 )
 from advgame.experiments.common import Progress, UnitStore, no_progress, sharded_units
 from advgame.models import (
@@ -302,11 +306,9 @@ def run_paper2(
     ds = load_data(cfg)
     work = _Work(cfg, out, ds, device)
     x_tr, y_tr = ds.x_train.to(device), ds.y_train.to(device)
-    x_te, y_te = ds.x_test.to(device), ds.y_test.to(device)
-    if cfg.n_test is not None:
-        x_te, y_te = x_te[:cfg.n_test], y_te[:cfg.n_test]
-    n_att = cfg.attnet_train_size or x_tr.shape[0]
-    x_att, y_att = x_tr[:n_att], y_tr[:n_att]
+    x_te, y_te = eval_subset(ds, device, cfg.n_test, cfg.seed)
+    x_att, y_att = train_subset(x_tr, y_tr, cfg.attnet_train_size,
+                                _generator(cfg.seed, "attnet-train-subset"))
 
     u0, info = obtain_model_once(cfg, ds, out, device, progress=progress)
     u0.eval()
@@ -348,8 +350,10 @@ def run_paper2(
 
     res = base_results("paper2", cfg, cfg.seed)
     res["timings"].update(work.timings)
-    _tables(cfg, ds, res, cells, cm, cm_others, x_te.shape[0])
+    _tables(cfg, res, cells, cm, cm_others, evaluated(ds, y_te))
     _data(cfg, res, cells, cm, cm_others, agreement, curves, info, x_te.shape[0], work)
+    res["data"].update(data_summary(ds, y_te))
+    res["data"]["attnet_train_class_counts"] = class_counts(y_att, ds.classes)
     res["data"]["world_size"] = distributed.world_size()
     res["summary"] = _summary(cfg, res, cells, cm, agreement, x_te.shape[0])
     _figures(cfg, out, res, cells, cm, curves)
@@ -667,10 +671,10 @@ def _oscillation(cm: Any, n: int) -> dict[str, Any]:
             "rows_oscillating": sum(r["oscillates"] for r in rows), "rows_tested": len(rows)}
 
 
-def _tables(cfg: Paper2Config, ds: Dataset, res: dict[str, Any],
+def _tables(cfg: Paper2Config, res: dict[str, Any],
             cells: dict[str, dict[str, Any]], cm: Any, cm_others: dict[str, list[float]],
-            n: int) -> None:
-    where = f"{ds.name}, {n} test images, L-inf eta={cfg.eta:g}"
+            what: str) -> None:
+    where = f"{what}, L-inf eta={cfg.eta:g}"
     if cm is not None:
         k_max = len(cm.error) - 1
         cols = ["model", "clean"] + [f"FGSM-{j}" for j in range(1, k_max + 1)] + ["FGSM-curr"]

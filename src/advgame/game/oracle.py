@@ -178,8 +178,7 @@ class GameOracles:
         self.config = config
         self.calls: list[OracleCall] = []
         self._iteration = {"defender": 0, "attacker": 0}
-        n = config.train_size or ctx.x_train.shape[0]
-        self.x_train, self.y_train = ctx.x_train[:n], ctx.y_train[:n]
+        self.x_train, self.y_train = ctx.train_subset(config.train_size)
         self._cfg_hash = _mixture_hash(dataclasses.asdict(config))
 
     # ---- payoff

@@ -56,6 +56,7 @@ from torch.nn import functional as F
 from advgame import smoothing
 from advgame.attacks.gradient import attack_loop
 from advgame.attacks.learned import attnet_attack, attnet_examples, build_attnet, train_attnet
+from advgame.data import stratified_indices
 from advgame.defenses.transforms import ReformedClassifier, build_autoencoder, train_autoencoder
 from advgame.errors import InputError
 from advgame.models import TrainConfig, build_model, train
@@ -1240,6 +1241,15 @@ class BuildContext:
         """The CPU generator of a unit (batch order, noise of training)."""
         return unit_generator(self.seed, key)
 
+    def train_subset(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` training points (all when None or >= N): a stratified sample
+        (:func:`advgame.data.stratified_indices`) seeded by (seed, n), so every strategy
+        that asks for ``n`` points trains on the same ones."""
+        if n is None or n >= self.x_train.shape[0]:
+            return self.x_train, self.y_train
+        idx = stratified_indices(self.y_train, n, generator=self.generator(f"train-subset-{n}"))
+        return self.x_train[idx], self.y_train[idx]
+
 
 def train_against_mixture(
     model: nn.Module,
@@ -1446,8 +1456,7 @@ def build_attackers(
             a = GradientAttack(spec.name, spec.method, spec.eps, spec.norm, steps=spec.steps,
                                step_size=spec.step_size, restarts=spec.restarts, key=key)
         elif isinstance(spec, AttNetSpec):
-            n = spec.train_size or ctx.x_train.shape[0]
-            xa, ya = ctx.x_train[:n], ctx.y_train[:n]
+            xa, ya = ctx.train_subset(spec.train_size)
             a = AttNetAttack(spec.name, spec.eps, arch=spec.arch, hidden=spec.hidden,
                              epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
                              x_train=xa, y_train=ya, key=key)
