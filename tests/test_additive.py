@@ -37,9 +37,15 @@ def in_ball(v: np.ndarray, eps: float, norm: str) -> bool:
     return bool(size <= eps * (1 + 1e-9) + 1e-12)
 
 
-def brute_force_2d(a: np.ndarray, c: np.ndarray, eps: float, norm: str) -> int:
-    """Best strict count over a grid of the ball plus perturbed arrangement vertices."""
+def brute_force_2d(a: np.ndarray, c: np.ndarray, eps: float, norm: str,
+                   clean_c: np.ndarray | None = None, min_clean: int = 0) -> int:
+    """Best strict count over a grid of the ball plus perturbed arrangement vertices
+    (of the rows and, with a count constraint, of its rows too); -1 if no candidate meets
+    the constraint #{a_i . v > clean_c_i} >= min_clean."""
     assert a.shape[1] == 2
+    a_obj, c_obj = a, c
+    if clean_c is not None:
+        a, c = np.vstack([a, a]), np.r_[c, clean_c]
     g = np.linspace(-eps, eps, 301)
     pts = [np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)]
     theta = np.linspace(0, 2 * np.pi, 4000, endpoint=False)
@@ -79,7 +85,10 @@ def brute_force_2d(a: np.ndarray, c: np.ndarray, eps: float, norm: str) -> int:
         cand = np.clip(cand, -eps, eps)
     else:
         cand = cand / np.maximum(np.linalg.norm(cand, axis=1, keepdims=True) / eps, 1.0)
-    return int((cand @ a.T > c).sum(axis=1).max())
+    counts = (cand @ a_obj.T > c_obj).sum(axis=1)
+    if clean_c is not None:
+        counts = np.where((cand @ a_obj.T > clean_c).sum(axis=1) >= min_clean, counts, -1)
+    return int(counts.max())
 
 
 def random_instance(n: int, d: int, seed: int, noise: float = 0.3) -> tuple[np.ndarray, ...]:
@@ -291,8 +300,8 @@ def test_solvers_reach_the_closed_form_on_large_samples(norms: tuple[str, str]) 
     w = GAUSS["w"] + 1e-4 * np.random.default_rng(0).normal(size=x.shape)
     v, acc, det = equilibrium_shift(
         torch.tensor(w), torch.full((n,), GAUSS["b"], dtype=torch.float64), torch.tensor(x),
-        torch.tensor(y), eps_a, eps_d, na, nd, "fast", return_details=True,
-    )
+        torch.tensor(y), eps_a, eps_d, na, nd, "fast", return_details=True, box=None,
+    )  # Gaussian data, not images: the closed form is the unbounded model
     assert det.result.solver == "surrogate+lns"
     sd = math.sqrt(g.value * (1 - g.value) / n)
     assert abs(acc - g.value) < 4 * sd + 0.003
@@ -354,7 +363,7 @@ def test_equilibrium_shift_matches_core_and_fgm(norms: tuple[str, str], method: 
     model, x, y, w, b = linear_setup()
     eps_a, eps_d = (0.05, 0.08) if na == "inf" else (0.3, 0.4)
     v, acc, det = equilibrium_shift(w, b, x, y, eps_a, eps_d, na, nd, method,
-                                    return_details=True)
+                                    return_details=True, box=None)  # the paper's model
     assert v.shape == x.shape[1:] and v.dtype == x.dtype and v.device == x.device
     # the core on the same rows
     yd = y.double()
@@ -445,4 +454,197 @@ def test_bad_input_names_the_argument() -> None:
     ]:
         with pytest.raises(InputError) as info:
             call()
+        assert info.value.argument == arg
+
+
+# --------------------------------------------------------------------------------------
+# the game played in the box, and the clean-accuracy constraint
+# --------------------------------------------------------------------------------------
+
+
+def boxed_instance(n: int, d: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Per-point gradients near a common w, MNIST-like inputs (many zero pixels)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(d, generator=g, dtype=torch.float64) + 0.5 * torch.randn(
+        n, d, generator=g, dtype=torch.float64)
+    x = torch.rand(n, d, generator=g, dtype=torch.float64)
+    x[torch.rand(n, d, generator=g) < 0.6] = 0.0
+    y = torch.where(torch.rand(n, generator=g) < 0.5, 1, -1)
+    b = -(w * x).sum(1) + y * 0.4 * torch.randn(n, generator=g, dtype=torch.float64).abs() * (
+        w.abs().sum(1) * 0.1) * torch.where(torch.rand(n, generator=g) < 0.8, 1.0, -1.0)
+    return w, b, x, y
+
+
+@pytest.mark.parametrize("norms", [("inf", "inf"), ("2", "2"), ("2", "inf")])
+@pytest.mark.parametrize("method", ["exact", "fast"])
+@pytest.mark.parametrize("box", [(0.0, 1.0), None])
+def test_reported_accuracy_is_the_best_response_then_v(norms: tuple[str, str], method: str,
+                                                       box: tuple[float, float] | None) -> None:
+    """equilibrium_shift's accuracy = apply the exact best response, then v, to the
+    linear model (in both the boxed game and the paper's unbounded one)."""
+    from advgame.linear import best_response
+
+    na, nd = norms
+    for seed in range(3):
+        w, b, x, y = boxed_instance(40, 6, seed)
+        eps_a, eps_d = (0.1, 0.1) if na == "inf" else (0.3, 0.3)
+        v, acc, det = equilibrium_shift(w, b, x, y, eps_a, eps_d, na, nd, method, box=box,
+                                        return_details=True, time_limit=20)
+        delta = best_response(w, b, x, y, eps_a, na, box=box)
+        yd = y.double()
+        measured = float((yd * ((w * (x + delta + v)).sum(1) + b) > 0).double().mean())
+        assert acc == measured
+        assert det.accuracy_no_defense == float((yd * ((w * (x + delta)).sum(1) + b) > 0)
+                                                .double().mean())
+        assert det.box == box
+
+
+def test_the_box_changes_the_game_on_zero_pixels() -> None:
+    """Most pixels at 0: the clipped attacker lowers margins far less than the unbounded
+    one, so v = 0 already wins more rows in the boxed game."""
+    w, b, x, y = boxed_instance(200, 20, seed=7)
+    _, _, boxed = equilibrium_shift(w, b, x, y, 0.2, 0.1, method="fast", return_details=True)
+    _, _, free = equilibrium_shift(w, b, x, y, 0.2, 0.1, method="fast", box=None,
+                                   return_details=True)
+    assert bool((boxed.c <= free.c + 1e-12).all())
+    assert boxed.accuracy_no_defense > free.accuracy_no_defense
+
+
+def constrained_instance(seed: int, n: int = 16) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(300 + seed)
+    a = rng.normal(size=(n, 2))
+    margin = rng.normal(scale=0.4, size=n)
+    c = 0.3 * np.abs(a).sum(1) - margin  # attacked rows
+    return a, c, -margin  # clean rows: a . v > -m
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("seed", range(5))
+def test_clean_constraint_exact_equals_brute_force_2d(norm: str, seed: int) -> None:
+    a, c, clean_c = constrained_instance(seed)
+    eps = 0.6
+    free = max_feasible_shift(a, c, eps, norm, "exact")
+    clean_at_free = strict_count(a, clean_c, free.v)
+    best_clean = brute_force_2d(a, clean_c, eps, norm)
+    for k in sorted({int(np.count_nonzero(clean_c < 0)), clean_at_free + 1, best_clean}):
+        if k > best_clean:
+            continue
+        r = max_feasible_shift(a, c, eps, norm, "exact", clean_c=clean_c, min_clean=k)
+        check_result(r, a, c, eps, norm)
+        assert r.status == "optimal"
+        assert r.clean_count == strict_count(a, clean_c, r.v) and r.clean_count >= k
+        assert r.constraint_satisfied and r.clean_required == k
+        assert r.count == brute_force_2d(a, c, eps, norm, clean_c, k)
+        for v in r.maximizers:
+            assert strict_count(a, clean_c, v) >= k
+        f = max_feasible_shift(a, c, eps, norm, "fast", clean_c=clean_c, min_clean=k)
+        assert f.constraint_satisfied and strict_count(a, clean_c, f.v) >= k
+        assert f.count <= r.count and f.count >= r.count - 2
+
+
+def test_clean_constraint_that_binds_costs_attacked_rows() -> None:
+    """A cheap oracle of the trade-off: on a linear classifier (exact 1-d sweep) the
+    constrained optimum is the brute-force optimum over t = w . v with the constraint."""
+    rng = np.random.default_rng(5)
+    n = 200
+    w = rng.normal(size=4)
+    y = rng.choice([-1, 1], size=n)
+    margin = rng.normal(scale=1.0, size=n) + 0.6
+    a = y[:, None] * w
+    c = 0.5 * np.abs(w).sum() - margin
+    clean_c = -margin
+    eps = 0.5
+    t = np.linspace(-eps * np.abs(w).sum(), eps * np.abs(w).sum(), 200001)
+    att = (y[None, :] * t[:, None] > c).sum(1)
+    cln = (y[None, :] * t[:, None] > clean_c).sum(1)
+    free = max_feasible_shift(a, c, eps, "inf", "exact")
+    k = strict_count(a, clean_c, np.zeros(4))  # no clean loss at all
+    assert strict_count(a, clean_c, free.v) < k  # the free optimum does lose some
+    for method in ("exact", "fast"):
+        r = max_feasible_shift(a, c, eps, "inf", method, clean_c=clean_c, min_clean=k)
+        assert r.solver == "sweep-1d"
+        assert r.count == int(att[cln >= k].max()) < free.count
+        assert r.clean_count >= k
+
+
+def pushed_instance(seed: int, n: int = 50, d: int = 6, eps: float = 0.3,
+                    drop: float = 0.6) -> tuple[np.ndarray, ...]:
+    """Rows like a network's that FGM breaks on one class: the free optimum pushes every
+    input towards class +1 and costs clean accuracy on class -1 (the 44-of-45-pairs case).
+    Returns (a, c, clean_c) with clean rows a_i . v > -m_i."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=d) + 0.4 * rng.normal(size=(n, d))
+    y = np.where(rng.uniform(size=n) < 0.6, 1, -1)
+    reach = eps * np.abs(w).sum(1)
+    m = np.where(y > 0, rng.uniform(0.3, 0.9, n), rng.uniform(0.05, 0.5, n)) * reach
+    return y[:, None] * w, drop * reach - m, -m
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("seed", [11, 13])
+def test_fast_constrained_on_network_like_rows(norm: str, seed: int) -> None:
+    """Rows not collinear, a constraint that binds: the fast method's Lagrangian + repair
+    meets it and comes within 2 rows of the exact constrained MILP."""
+    a, c, clean_c = pushed_instance(seed)
+    eps = 0.3
+    free = max_feasible_shift(a, c, eps, norm, "exact", time_limit=20)
+    k0 = strict_count(a, clean_c, np.zeros(a.shape[1]))  # no clean loss at all
+    assert strict_count(a, clean_c, free.v) < k0  # the free optimum loses some
+    exact = max_feasible_shift(a, c, eps, norm, "exact", clean_c=clean_c, min_clean=k0,
+                               time_limit=30)
+    fast = max_feasible_shift(a, c, eps, norm, "fast", clean_c=clean_c, min_clean=k0)
+    assert exact.status == "optimal"
+    assert fast.solver == "surrogate+lagrangian+repair"
+    for r in (exact, fast):
+        assert r.constraint_satisfied and strict_count(a, clean_c, r.v) >= k0
+        assert r.count >= r.count_at_zero
+        check_result(r, a, c, eps, norm)
+    assert exact.count - 2 <= fast.count <= exact.count < free.count
+
+
+def test_clean_constraint_in_equilibrium_shift_and_infeasible() -> None:
+    w, b, x, y = boxed_instance(40, 6, seed=3)
+    _, acc, det = equilibrium_shift(w, b, x, y, 0.2, 0.2, method="exact", return_details=True,
+                                    time_limit=20)
+    _, acc_c, det_c = equilibrium_shift(w, b, x, y, 0.2, 0.2, method="exact",
+                                        return_details=True, max_clean_drop=0.0, time_limit=20)
+    assert det_c.constraint_satisfied
+    assert det_c.clean_accuracy >= det_c.clean_accuracy_no_defense
+    assert det_c.min_clean_count == round(det.clean_accuracy_no_defense * 40)
+    assert acc_c <= acc
+    _, _, det_m = equilibrium_shift(w, b, x, y, 0.2, 0.2, return_details=True,
+                                    min_clean_accuracy=det.clean_accuracy_no_defense - 0.05)
+    assert det_m.clean_accuracy >= det.clean_accuracy_no_defense - 0.05
+    for method in ("exact", "fast"):
+        with pytest.raises(InputError) as info:  # nobody can be right on every point
+            equilibrium_shift(w, b, x, y, 0.2, 1e-3, method=method, min_clean_accuracy=1.0)
+        assert info.value.argument == "min_clean_accuracy"
+    # each row can be met alone, not both: the MILP proves it, the fast method finds none
+    a = np.array([[1.0, 0.2], [-1.0, 0.2], [0.3, 1.0]])
+    for method in ("exact", "fast"):
+        with pytest.raises(InputError, match="no shift") as info:
+            max_feasible_shift(a, np.zeros(3), 0.1, "inf", method,
+                               clean_c=np.array([0.06, 0.06, -1.0]), min_clean=3)
+        assert info.value.argument == "min_clean"
+
+
+def test_box_and_constraint_bad_input() -> None:
+    w, b, x, y = boxed_instance(10, 3, seed=0)
+    good = dict(w=w, b=b, x=x, y=y, eps_a=0.1, eps_d=0.1)
+    for arg, change in [("box", {"box": (1.0, 0.0)}), ("box", {"box": (0.0, 1.0, 2.0)}),
+                        ("box", {"box": (0.0, float("nan"))}), ("x", {"x": x + 1.5}),
+                        ("min_clean_accuracy", {"min_clean_accuracy": 1.2}),
+                        ("min_clean_accuracy", {"min_clean_accuracy": -0.1}),
+                        ("max_clean_drop", {"max_clean_drop": float("nan")}),
+                        ("max_clean_drop", {"max_clean_drop": 0.1, "min_clean_accuracy": 0.5})]:
+        with pytest.raises(InputError) as info:
+            equilibrium_shift(**{**good, **change})  # type: ignore[arg-type]
+        assert info.value.argument == arg
+    a = np.ones((3, 2))
+    for arg, kw in [("min_clean", {"clean_c": np.zeros(3)}), ("clean_c", {"min_clean": 1}),
+                    ("clean_c", {"clean_c": np.zeros(2), "min_clean": 1}),
+                    ("min_clean", {"clean_c": np.zeros(3), "min_clean": 4}),
+                    ("min_clean", {"clean_c": np.zeros(3), "min_clean": 1.5})]:
+        with pytest.raises(InputError) as info:
+            max_feasible_shift(a, np.ones(3), 0.1, **kw)  # type: ignore[arg-type]
         assert info.value.argument == arg

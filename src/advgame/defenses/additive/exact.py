@@ -15,11 +15,14 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 
 from advgame.defenses.additive.problem import (
     FloatArray,
+    _CountConstraint,
     _feasible_point,
     _min_norm_point,
     _Problem,
     _project,
+    _stack,
     _steepest,
+    _threshold_counts,
 )
 from advgame.native_io import native_stdout_to_log
 
@@ -32,6 +35,7 @@ class _MilpOutcome:
     objective: int | None
     bound: int | None
     message: str
+    z0: NDArray[np.bool_] | None = None  # the count constraint's binaries
 
 
 def _solve_milp(
@@ -43,6 +47,7 @@ def _solve_milp(
     min_total: int | None,
     time_limit: float | None,
     mip_rel_gap: float | None,
+    con: _CountConstraint | None = None,
 ) -> _MilpOutcome:
     """max sum z_i s.t. a_hat_i.u - gamma_i >= tol - M_i (1 - z_i), u in the outer set.
 
@@ -50,30 +55,49 @@ def _solve_milp(
     box for q = inf (||a_hat_i||_1 = 1) and is imposed as the slab |a_hat_i . u| <= 1 (a
     pair of tangent half-spaces of the L2 ball) for q = 2. In original units it is
     eps_d ||a_i||_{q*} + c_i + tol', never above the spec's eps_d ||a_i||_{q*} + |c_i|.
+
+    With a count constraint ``con``, its rows get binaries z0_j with the same big-M
+    indicator constraints (and slabs for q = 2) and sum_j z0_j >= con.need. Variables:
+    [u (d), z (m), z0 (m0)]; the outcome's z is the objective's part.
     """
     a, gam = prob.a_hat, prob.gamma
     m, d = a.shape
-    big_m = 1.0 + gam + tol
-    a_sp = sp.csr_matrix(a)
-    blocks = [LinearConstraint(sp.hstack([a_sp, -sp.diags(big_m)]).tocsr(), gam + tol - big_m,
-                               np.inf)]
-    zeros_md = sp.csr_matrix((m, m))
+    a0 = np.zeros((0, d)) if con is None else con.rows.a_hat
+    g0 = np.zeros(0) if con is None else con.rows.gamma
+    m0 = a0.shape[0]
+    nv = d + m + m0
+
+    def indicator(rows: FloatArray, g: FloatArray, col0: int) -> LinearConstraint:
+        k = rows.shape[0]
+        big = 1.0 + g + tol
+        mat = sp.hstack([sp.csr_matrix(rows), sp.csr_matrix((k, col0 - d)), -sp.diags(big),
+                         sp.csr_matrix((k, nv - col0 - k))]).tocsr()
+        return LinearConstraint(mat, g + tol - big, np.inf)
+
+    def on_u(rows: FloatArray) -> sp.csr_matrix:
+        return sp.hstack([sp.csr_matrix(rows), sp.csr_matrix((rows.shape[0], m + m0))]).tocsr()
+
+    blocks = [indicator(a, gam, d)]
+    if m0:
+        blocks.append(indicator(a0, g0, d + m))
+        assert con is not None
+        blocks.append(LinearConstraint(np.r_[np.zeros(d + m), np.ones(m0)][None, :],
+                                       con.need, np.inf))
     if prob.norm == "2":
-        blocks.append(LinearConstraint(sp.hstack([a_sp, zeros_md]).tocsr(), -1.0, 1.0))
+        blocks.append(LinearConstraint(on_u(a), -1.0, 1.0))
+        if m0:
+            blocks.append(LinearConstraint(on_u(a0), -1.0, 1.0))
         if cuts:
-            h = np.vstack(cuts)
-            blocks.append(
-                LinearConstraint(np.hstack([h, np.zeros((h.shape[0], m))]), -np.inf, 1.0)
-            )
+            blocks.append(LinearConstraint(on_u(np.vstack(cuts)), -np.inf, 1.0))
     for s in exclusions:
-        row = np.r_[np.zeros(d), np.where(s, 1.0, -1.0)]
+        row = np.r_[np.zeros(d), np.where(s, 1.0, -1.0), np.zeros(m0)]
         blocks.append(LinearConstraint(row[None, :], -np.inf, float(s.sum()) - 1.0))
     if min_total is not None:
-        blocks.append(LinearConstraint(np.r_[np.zeros(d), np.ones(m)][None, :], min_total,
-                                       np.inf))
-    cost = np.r_[np.zeros(d), -np.ones(m)]
-    integrality = np.r_[np.zeros(d), np.ones(m)]
-    bounds = Bounds(np.r_[-np.ones(d), np.zeros(m)], np.ones(d + m))
+        blocks.append(LinearConstraint(np.r_[np.zeros(d), np.ones(m), np.zeros(m0)][None, :],
+                                       min_total, np.inf))
+    cost = np.r_[np.zeros(d), -np.ones(m), np.zeros(m0)]
+    integrality = np.r_[np.zeros(d), np.ones(m + m0)]
+    bounds = Bounds(np.r_[-np.ones(d), np.zeros(m + m0)], np.ones(nv))
     options: dict[str, float | bool] = {"disp": False}
     if time_limit is not None:
         options["time_limit"] = max(float(time_limit), 1e-3)
@@ -92,10 +116,11 @@ def _solve_milp(
     if res.x is None:
         return _MilpOutcome(status, None, None, None, bound, str(res.message))
     u = np.asarray(res.x[:d], dtype=np.float64)
-    z = np.asarray(res.x[d:]) > 0.5
+    z = np.asarray(res.x[d:d + m]) > 0.5
+    z0 = np.asarray(res.x[d + m:]) > 0.5
     if status == "optimal":
         bound = int(z.sum()) if bound is None else max(bound, int(z.sum()))
-    return _MilpOutcome(status, u, z, int(z.sum()), bound, str(res.message))
+    return _MilpOutcome(status, u, z, int(z.sum()), bound, str(res.message), z0)
 
 
 def _exact(
@@ -106,6 +131,7 @@ def _exact(
     num_maximizers: int,
     max_rounds: int,
     mip_rel_gap: float | None,
+    con: _CountConstraint | None = None,
 ) -> tuple[list[FloatArray], str, int | None, int | None, dict[str, float | int | str]]:
     """Exact maximizers of the normalized problem (see :func:`max_feasible_shift`).
 
@@ -114,8 +140,15 @@ def _exact(
     the MILP's satisfied set S is not realizable in the ball; the cut at the normalized
     minimum-norm point x_S of {a_hat_i . u >= gamma_i + tol, i in S} removes every
     superset of S (the polyhedron lies in {x_S . u >= ||x_S||^2}), so the loop is finite.
+
+    With a count constraint the satisfied sets are pairs (S, S0) of objective and
+    constraint rows; realizability, cuts and points are those of the stacked rows, so every
+    returned point meets the constraint. Status ``"infeasible"`` with no point: no u of the
+    ball meets it.
     """
     start = time.perf_counter()
+    both = prob if con is None else _stack(prob, con)
+    m = prob.a_hat.shape[0]
     cuts: list[FloatArray] = []
     exclusions: list[NDArray[np.bool_]] = []
     found: list[FloatArray] = []
@@ -134,7 +167,7 @@ def _exact(
                     status = "time_limit"
                 break
         out = _solve_milp(prob, tol, cuts=cuts, exclusions=exclusions, min_total=best,
-                          time_limit=remaining, mip_rel_gap=mip_rel_gap)
+                          time_limit=remaining, mip_rel_gap=mip_rel_gap, con=con)
         rounds += 1
         if best is None and out.bound is not None:  # every round's bound is valid
             upper = out.bound if upper is None else min(upper, out.bound)
@@ -143,8 +176,10 @@ def _exact(
                 status = out.status
             break
         s_idx = np.flatnonzero(out.z)
+        if con is not None and out.z0 is not None:
+            s_idx = np.r_[s_idx, m + np.flatnonzero(out.z0)]
         u0 = np.clip(out.u, -1.0, 1.0) if prob.norm == "inf" else _project(out.u, "2")
-        point = _feasible_point(prob, s_idx, u0, tol)
+        point = _feasible_point(both, s_idx, u0, tol)
         if point is None and prob.norm == "inf":  # pragma: no cover - numerical corner
             point = u0
         if point is None:  # q = 2: the satisfied set is not realizable in the ball
@@ -153,7 +188,8 @@ def _exact(
                     break
             else:
                 realized = int(np.count_nonzero(prob.a_hat @ u0 > prob.gamma))
-                if fallback is None or realized > fallback[0]:
+                allowed = con is None or con.holds(u0)  # the constraint must hold at u0
+                if allowed and (fallback is None or realized > fallback[0]):
                     fallback = (realized, u0)
                 approx_error = int(out.objective or 0) - realized
                 if out.status != "optimal":  # cannot refine further within the limit
@@ -162,7 +198,7 @@ def _exact(
                 if rounds >= max_rounds:
                     status = "round_limit"
                     break
-            x_s = _min_norm_point(prob, s_idx, tol)
+            x_s = _min_norm_point(both, s_idx, tol)
             added = False
             if x_s is not None and np.linalg.norm(x_s) > 1.0:
                 cuts.append(x_s / np.linalg.norm(x_s))
@@ -207,7 +243,8 @@ def _collinear_direction(prob: _Problem) -> FloatArray | None:
 
 
 def _sweep_1d(
-    prob: _Problem, direction: FloatArray, num_maximizers: int
+    prob: _Problem, direction: FloatArray, num_maximizers: int,
+    con: _CountConstraint | None = None,
 ) -> list[FloatArray]:
     """Exact solution when all rows are collinear: sign_i t > gamma_i, t in [-1, 1].
 
@@ -217,18 +254,25 @@ def _sweep_1d(
     candidates; counts come from sorted thresholds. Maximizers: the best intervals
     (distinct satisfied sets). u = t times the steepest
     q-direction of the row (whose q-ball maximum of direction . u is exactly 1).
+    With a count constraint (rows collinear too) its thresholds cut the interval as well
+    and only candidates that meet it count; none: returns [] (infeasible).
     """
-    sign = np.where(prob.a_hat @ direction >= 0, 1.0, -1.0)
-    lower = np.sort(prob.gamma[sign > 0])  # t > lower
-    upper = np.sort(-prob.gamma[sign < 0])  # t < upper
-    cuts = np.unique(np.clip(np.r_[lower, upper], -1.0, 1.0))
+    def rows(p: _Problem) -> tuple[FloatArray, FloatArray]:  # alpha + t beta > 0
+        return -p.gamma, np.where(p.a_hat @ direction >= 0, 1.0, -1.0)
+
+    alpha, beta = rows(prob)
+    thresholds = [alpha * -beta]  # t = gamma_i / sign_i
+    if con is not None:
+        alpha0, beta0 = rows(con.rows)
+        thresholds.append(alpha0 * -beta0)
+    cuts = np.unique(np.clip(np.concatenate(thresholds), -1.0, 1.0))
     pts = np.unique(np.r_[-1.0, 1.0, cuts])
     cand = 0.5 * (pts[:-1] + pts[1:])  # one point per interval: distinct satisfied sets
-    counts = np.asarray(
-        np.searchsorted(lower, cand, side="left")
-        + (upper.size - np.searchsorted(upper, cand, side="right")),
-        dtype=np.int64,
-    )
+    counts = _threshold_counts(alpha, beta, cand)
+    if con is not None:
+        counts = np.where(_threshold_counts(alpha0, beta0, cand) >= con.need, counts, -1)
+        if counts.max() < 0:
+            return []
     best = np.flatnonzero(counts == counts.max())[:num_maximizers]
     steep = _steepest(direction, prob.norm)
     return [float(cand[k]) * steep for k in best]

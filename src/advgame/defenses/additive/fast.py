@@ -15,10 +15,13 @@ from scipy.special import expit
 
 from advgame.defenses.additive.problem import (
     FloatArray,
+    _CountConstraint,
     _feasible_point,
     _pattern_key,
     _Problem,
     _project,
+    _segment_search,
+    _stack,
     _steepest,
 )
 from advgame.native_io import native_stdout_to_log
@@ -57,6 +60,8 @@ def _surrogate_ascent(
     t_end: float,
     step_scale: float,
     momentum: float,
+    con: _CountConstraint | None = None,
+    weight: float = 0.0,
 ) -> tuple[FloatArray, NDArray[np.int64]]:
     """Projected ascent on sum_i sigmoid((a_hat_i . u - gamma_i) / T), T annealed.
 
@@ -65,45 +70,71 @@ def _surrogate_ascent(
     ``step_scale * T`` along the steepest q-ball direction of a momentum average of the
     normalized gradients, then projects onto the ball. The best iterate of each start by
     the count is kept. Returns (best u per start (d, R), their float64 counts (R,)).
+
+    With a count constraint ``con`` the surrogate is the Lagrangian
+    sum_i sigmoid(.) + ``weight`` sum_j sigmoid((a0_j . u - g0_j) / T) over the stacked
+    rows, and the kept iterate is the best one that meets the constraint (the iterate
+    nearest to meeting it while none does; count -1 in the output).
     """
     q = prob.norm
-    a = prob.a_hat.astype(np.float32)
-    gam = prob.gamma.astype(np.float32)[:, None]
+    rows = prob if con is None else _stack(prob, con)
+    m = prob.a_hat.shape[0]
+    a = rows.a_hat.astype(np.float32)
+    gam = rows.gamma.astype(np.float32)[:, None]
+    wts = None
+    if con is not None:
+        wts = np.r_[np.ones(m), np.full(rows.a_hat.shape[0] - m, weight)].astype(np.float32)
+
+    def score(z: NDArray[np.floating]) -> NDArray[np.int64]:
+        obj = np.count_nonzero(z[:m] > 0, axis=0).astype(np.int64)
+        if con is None:
+            return obj
+        short = con.need - np.count_nonzero(z[m:] > 0, axis=0)
+        return np.where(short <= 0, obj, -1 - short)
+
     u = _project(u0.astype(np.float32), q)
     best_u = u.copy()
-    best_c = np.count_nonzero(a @ u > gam, axis=0).astype(np.int64)
+    best_c = score(a @ u - gam)
     buf = np.zeros_like(u)
     for k in range(steps):
         temp = np.float32(t_start * (t_end / t_start) ** (k / max(steps - 1, 1)))
         z = a @ u - gam
-        cnt = np.count_nonzero(z > 0, axis=0)
+        cnt = score(z)
         better = cnt > best_c
         if better.any():
             best_c[better] = cnt[better]
             best_u[:, better] = u[:, better]
         s = expit(z / temp)
-        grad = a.T @ (s * (1.0 - s))
+        ds = s * (1.0 - s)
+        grad = a.T @ (ds if wts is None else ds * wts[:, None])
         scale = np.abs(grad).sum(axis=0) if q == "inf" else np.linalg.norm(grad, axis=0)
         buf = np.float32(momentum) * buf + grad / np.maximum(scale, np.float32(1e-30))
         u = _project(u + np.float32(step_scale) * temp * _steepest(buf, q), q)
-    cnt = np.count_nonzero(a @ u > gam, axis=0)
+    cnt = score(a @ u - gam)
     better = cnt > best_c
     best_u[:, better] = u[:, better]
     out = _project(best_u.astype(np.float64), q)
     counts = np.count_nonzero(prob.a_hat @ out > prob.gamma[:, None], axis=0)
+    if con is not None:
+        counts = np.where(con.count(out) >= con.need, counts, -1)
     return out, counts.astype(np.int64)
 
 
 def _greedy_refine(
-    prob: _Problem, u: FloatArray, tol: float, *, max_checks: int, deadline: float
+    prob: _Problem, u: FloatArray, tol: float, *, max_checks: int, deadline: float,
+    n_obj: int | None = None,
 ) -> tuple[FloatArray, int]:
     """Add violated rows one at a time (closest first) while jointly satisfiable.
 
     The satisfied set S (margin >= tol) only grows, so a row found incompatible with S
     stays incompatible and is never re-tested. Returns (u, number of oracle calls).
+    ``n_obj``: only the first ``n_obj`` rows are candidates (the others, a count
+    constraint's stacked rows, are kept when satisfied but never added).
     """
     a, gam = prob.a_hat, prob.gamma
     failed = np.zeros(a.shape[0], dtype=bool)
+    if n_obj is not None:
+        failed[n_obj:] = True
     checks = 0
     while checks < max_checks and time.perf_counter() < deadline:
         marg = a @ u - gam
@@ -299,3 +330,78 @@ def _fast(
     info["refine_checks"] = checks
     info["lns_solves"] = solves
     return out[: max(num_maximizers, 1)], info
+
+
+def _fast_constrained(
+    prob: _Problem,
+    con: _CountConstraint,
+    tol: float,
+    cfg: _FastConfig,
+    *,
+    rng: np.random.Generator,
+    time_limit: float | None,
+    num_maximizers: int,
+    anchor: FloatArray,
+    starts: list[FloatArray],
+    weights: tuple[float, ...] = (0.25, 1.0, 4.0, 16.0, 64.0),
+) -> tuple[list[FloatArray], dict[str, float | int | str]]:
+    """The fast method under a count constraint: Lagrangian surrogate + exact repair.
+
+    For each multiplier in ``weights`` the surrogate ascent maximizes
+    sum_i sigmoid(obj_i / T) + weight sum_j sigmoid(con_j / T) from ``starts`` (the
+    unconstrained solutions), ``anchor`` and the usual starting points; every result is
+    then *repaired*: the exact line search :func:`_segment_search` from ``anchor`` (a
+    point that meets the constraint) picks the best point of the segment that meets it.
+    The best repaired points are refined greedily, keeping the constraint rows that hold
+    (so the constraint still holds). Every returned point meets the constraint.
+    """
+    start = time.perf_counter()
+    deadline = math.inf if time_limit is None else start + time_limit
+    base = _starts(prob, cfg.restarts, rng)
+    u0 = np.column_stack([anchor, *starts, base])
+    cands: list[tuple[int, FloatArray]] = [(_segment_search(prob, con, anchor, anchor)[1],
+                                            anchor)]
+    for w in weights:
+        out, _ = _surrogate_ascent(prob, u0, steps=cfg.steps, t_start=cfg.t_start,
+                                   t_end=cfg.t_end, step_scale=cfg.step_scale,
+                                   momentum=cfg.momentum, con=con, weight=w)
+        for r in range(out.shape[1]):
+            point, cnt = _segment_search(prob, con, anchor, out[:, r])
+            cands.append((cnt, point))
+        if time.perf_counter() >= deadline:
+            break
+    cands.sort(key=lambda t: -t[0])
+    both = _stack(prob, con)
+    m = prob.a_hat.shape[0]
+    refined: list[FloatArray] = []
+    seen: set[bytes] = set()
+    checks = 0
+    for _, u in cands:
+        key = _pattern_key(prob.a_hat @ u > prob.gamma)
+        if key in seen:
+            continue
+        seen.add(key)
+        if len(refined) < max(cfg.refine_top, num_maximizers) and cfg.refine_checks > 0:
+            kept = np.count_nonzero(con.rows.a_hat @ u - con.rows.gamma >= tol)
+            if kept >= con.need:  # the rows the oracle will keep already meet it
+                u, k = _greedy_refine(both, u, tol, max_checks=cfg.refine_checks,
+                                      deadline=deadline, n_obj=m)
+                checks += k
+        refined.append(u)
+        if len(refined) >= 4 * max(cfg.refine_top, num_maximizers):
+            break
+    ok = [u for u in refined if con.holds(u)]
+    counts = [int(np.count_nonzero(prob.a_hat @ u > prob.gamma)) for u in ok]
+    top = max(counts)
+    result: list[FloatArray] = []
+    keys: set[bytes] = set()
+    for u, cnt in zip(ok, counts, strict=True):
+        key = _pattern_key(prob.a_hat @ u > prob.gamma)
+        if cnt == top and key not in keys:
+            keys.add(key)
+            result.append(u)
+    info: dict[str, float | int | str] = {
+        "lagrangian_weights": len(weights), "refine_checks": checks,
+        "constrained_time_s": time.perf_counter() - start,
+    }
+    return result[: max(num_maximizers, 1)], info

@@ -18,7 +18,6 @@ from advgame.threat import Norm
 FloatArray = NDArray[np.float64]
 
 
-
 @dataclass(frozen=True)
 class ShiftResult:
     """Outcome of :func:`max_feasible_shift`.
@@ -46,6 +45,9 @@ class ShiftResult:
             method certified its answer); None otherwise.
         tol: the normalized margin used for the strict inequalities.
         info: extra figures (active rows, MILP rounds, surrogate counts, ...).
+        clean_count: with a count constraint (``clean_c``, ``min_clean``):
+            ``#{i : a_i . v > clean_c_i}`` at ``v``; None without one.
+        clean_required: the constraint's ``min_clean``; None without one.
 
     Example:
         >>> from advgame.defenses.additive import max_feasible_shift
@@ -69,6 +71,13 @@ class ShiftResult:
     approximation_error: int | None = None
     tol: float = 1e-6
     info: dict[str, float | int | str] = field(default_factory=dict)
+    clean_count: int | None = None
+    clean_required: int | None = None
+
+    @property
+    def constraint_satisfied(self) -> bool:
+        """Whether the count constraint holds at v (True without a constraint)."""
+        return self.clean_required is None or (self.clean_count or 0) >= self.clean_required
 
     @property
     def value(self) -> float:
@@ -141,6 +150,72 @@ def _steepest(g: FloatArray, norm: Norm) -> FloatArray:
 
 def _pattern_key(mask: NDArray[np.bool_]) -> bytes:
     return np.packbits(mask).tobytes()
+
+
+@dataclass(frozen=True)
+class _CountConstraint:
+    """At least ``need`` of the active rows of ``rows`` hold: #{j : a0_j . u > g0_j} >= need.
+
+    ``rows`` is the normalized problem of the constraint's rows (the clean margins of the
+    game: a_i . v > -m_i); its always-satisfied rows are already subtracted from the
+    user's ``required`` count, so 1 <= need <= rows.a_hat.shape[0].
+    """
+
+    rows: _Problem
+    need: int
+    required: int
+
+    def count(self, u: FloatArray) -> NDArray[np.int64]:
+        """Active rows satisfied at u (d,) or at each column of u (d, R)."""
+        return np.asarray(np.count_nonzero(
+            (self.rows.a_hat @ u).T > self.rows.gamma, axis=-1), dtype=np.int64)
+
+    def holds(self, u: FloatArray) -> bool:
+        return bool(self.count(u) >= self.need)
+
+
+def _stack(prob: _Problem, con: _CountConstraint) -> _Problem:
+    """The objective rows followed by the constraint's rows, as one problem (for the
+    feasibility oracles, which then keep both satisfied sets)."""
+    return _Problem(np.vstack([prob.a_hat, con.rows.a_hat]),
+                    np.r_[prob.gamma, con.rows.gamma], prob.n_always, prob.norm)
+
+
+def _threshold_counts(alpha: FloatArray, beta: FloatArray, t: FloatArray) -> NDArray[np.int64]:
+    """#{i : alpha_i + t beta_i > 0} at each t (sorted thresholds, no (m, len(t)) matrix)."""
+    pos, neg, flat = beta > 0, beta < 0, beta == 0
+    up = np.sort(-alpha[pos] / beta[pos])  # holds for t > up
+    down = np.sort(-alpha[neg] / beta[neg])  # holds for t < down
+    return np.asarray(np.searchsorted(up, t, side="left")
+                      + (down.size - np.searchsorted(down, t, side="right"))
+                      + int(np.count_nonzero(alpha[flat] > 0)), dtype=np.int64)
+
+
+def _segment_search(
+    prob: _Problem, con: _CountConstraint, start: FloatArray, end: FloatArray
+) -> tuple[FloatArray, int]:
+    """The best point of the segment start + t (end - start), t in [0, 1], that meets the
+    constraint (``start`` must meet it): exact, since every row is affine in t.
+
+    Counts are constant between consecutive row thresholds and every row is strict, so the
+    end points and the midpoints of the intervals between thresholds are all the
+    candidates. Returns (point, objective count over the active rows); ties go to the
+    largest t (furthest towards ``end``).
+    """
+    step = end - start
+    a_o, b_o = prob.a_hat @ start - prob.gamma, prob.a_hat @ step
+    a_c, b_c = con.rows.a_hat @ start - con.rows.gamma, con.rows.a_hat @ step
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cuts = np.r_[-a_o[b_o != 0] / b_o[b_o != 0], -a_c[b_c != 0] / b_c[b_c != 0]]
+    cuts = np.unique(cuts[(cuts > 0) & (cuts < 1)])
+    pts = np.r_[0.0, cuts, 1.0]
+    cand = np.unique(np.r_[pts, 0.5 * (pts[:-1] + pts[1:])])
+    obj = _threshold_counts(a_o, b_o, cand)
+    ok = _threshold_counts(a_c, b_c, cand) >= con.need
+    ok[0] = True  # start meets the constraint by assumption
+    score = np.where(ok, obj, -1)
+    k = int(np.flatnonzero(score == score.max())[-1])
+    return start + cand[k] * step, int(obj[k])
 
 
 # --------------------------------------------------------------------------------------
