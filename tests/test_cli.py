@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -118,3 +119,114 @@ def test_train_same_seed_identical_weights(tmp_path: Path) -> None:
                      "--out", str(out)]) == 0
         weights.append(torch.load(out / "model.pt", weights_only=True)["state_dict"])
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+# ------------------------------------------------------- precedence and --out
+
+
+#: per command: (a field its --quick preset sets, a TOML value, a flag and its value)
+PRECEDENCE = {
+    "train": ("epochs", "epochs = 4", ["--epochs", "5"], 4, 5),
+    "attack": ("eps", "eps = [0.05]", ["--eps", "0.3"], (0.05,), (0.3,)),
+    "certify": ("n", "n = 3000", ["--num-samples", "500"], 3000, 500),
+    "paper1": ("n_test", "n_test = 60", ["--n-test", "70"], 60, 70),
+    "paper2": ("n_test", "n_test = 60", ["--n-test", "70"], 60, 70),
+    "game": ("n_test", "n_test = 60", ["--n-test", "70"], 60, 70),
+}
+
+
+@pytest.fixture
+def resolved(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Replace the runs by recording the config each command would run with."""
+    import advgame.cli as cli
+
+    seen: list[Any] = []
+
+    def record(args: Any, cls: type, runner: Any, quick: dict[str, Any]) -> None:
+        seen.append((cli.resolve_config(args, cls, quick), quick))
+
+    monkeypatch.setattr(cli, "run_config_command", record)
+    return seen
+
+
+@pytest.mark.parametrize("command", sorted(PRECEDENCE))
+def test_precedence_defaults_quick_config_flags(
+    tmp_path: Path, resolved: list[Any], command: str
+) -> None:
+    field, toml, flag, from_file, from_flag = PRECEDENCE[command]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml + "\n")
+    out = ["--out", str(tmp_path / "o")]
+    for argv in ([], ["--quick"], ["--quick", "--config", str(cfg)],
+                 ["--config", str(cfg), "--quick", *flag], ["--config", str(cfg)]):
+        assert main([command, *argv, *out]) == 0
+    (default, quick), (quick_cfg, preset), (file_cfg, _), (flag_cfg, _), (plain, _) = resolved
+    assert getattr(quick_cfg, field) == preset[field] != getattr(default, field)
+    assert getattr(file_cfg, field) == from_file  # the file beats --quick
+    assert getattr(flag_cfg, field) == from_flag  # a flag beats both
+    assert getattr(plain, field) == from_file
+    # the rest of the quick preset still applies under --config
+    for other in (k for k in preset if k != field):
+        assert getattr(file_cfg, other) == preset[other]
+
+
+#: a negative value for commands without an n_test field (or that check another first)
+NEGATIVE = {"train": ("lr = -1.0", "lr"), "paper1": ("n_noise = -5", "n_noise")}
+
+
+@pytest.mark.parametrize("command", sorted(PRECEDENCE))
+@pytest.mark.parametrize(("toml", "needle"), [
+    ('n_test = -5', "n_test"), ('epochs = "abc"', "epochs: must be an integer"),
+    ('seed = 1.5', "seed"), ('hidden = []', "hidden"), ('arch = "resnet"', "arch"),
+    ('classes = [3]', "classes"), ('test_fraction = 2.0', "test_fraction"),
+])
+def test_bad_config_values_fail_under_quick(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, toml: str,
+    needle: str,
+) -> None:
+    if toml.startswith("n_test") and command in NEGATIVE:
+        toml, needle = NEGATIVE[command]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml + "\n")
+    out = tmp_path / "o"
+    assert main([command, "--quick", "--config", str(cfg), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not out.exists()
+
+
+def test_attack_quick_with_config_runs_the_config_eps(tmp_path: Path) -> None:
+    """The issue's example: eps in the file wins over --quick's eps, and is recorded."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('dataset = "gaussians"\nhidden = [8]\neps = [0.05]\n')
+    assert main(["attack", "--quick", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 0
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["config"]["eps"] == [0.05] and res["config"]["epochs"] == 2
+    assert res["tables"][0]["columns"][-1] == "eps=0.05"
+
+
+@pytest.mark.parametrize("command", [*sorted(PRECEDENCE), "report"])
+def test_out_that_is_a_file_exits_2_with_one_line(tmp_path: Path, command: str) -> None:
+    target = tmp_path / "taken"
+    target.write_text("a regular file\n")
+    for out in (target, target / "below"):
+        args = [command, str(out)] if command == "report" else [command, "--out", str(out)]
+        p = run_cli(*args)
+        assert p.returncode == 2, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+        assert "not a directory" in lines[0], lines
+    assert target.read_text() == "a regular file\n"
+
+
+def test_failed_run_leaves_no_empty_output_folder(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "run"
+    p = run_cli("attack", "--dataset", "gaussians", "--model", str(tmp_path / "none.pt"),
+                "--out", str(out))
+    assert p.returncode == 2 and "not found" in p.stderr
+    assert not (tmp_path / "new").exists()
+    keep = tmp_path / "existing"
+    keep.mkdir()
+    p = run_cli("attack", "--dataset", "gaussians", "--model", str(tmp_path / "none.pt"),
+                "--out", str(keep))
+    assert p.returncode == 2 and keep.is_dir() and not any(keep.iterdir())

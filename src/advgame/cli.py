@@ -1,8 +1,9 @@
 """The ``advgame`` command: parses arguments and delegates to ``advgame.experiments``.
 
 Every command takes ``--out DIR``, ``--seed``, ``--device``, ``--config FILE`` (TOML whose
-keys are the command's config fields) and ``--quick``. Bad input exits with status 2 and
-one line on stderr, without a traceback.
+keys are the command's config fields) and ``--quick``; settings combine as defaults <
+``--quick`` preset < ``--config`` file < flags (:func:`resolve_config`). Bad input exits
+with status 2 and one line on stderr, without a traceback.
 """
 
 from __future__ import annotations
@@ -115,30 +116,40 @@ def _overrides(args: argparse.Namespace, cls: type, skip: Sequence[str] = ()) ->
     return vals
 
 
+def resolve_config(args: argparse.Namespace, cls: type, quick: dict[str, Any]) -> Any:
+    """The command's config: defaults < ``--quick`` preset < ``--config`` file < flags.
+
+    Every value, from whichever layer, is checked against its field's type and range.
+    """
+    from advgame.experiments.common import load_config
+
+    return load_config(cls, args.config, _overrides(args, cls),
+                       quick=quick if args.quick else None)
+
+
 def run_config_command(
     args: argparse.Namespace, cls: type, runner: Callable[..., Any], quick: dict[str, Any]
 ) -> Any:
-    """Load the config (TOML, quick preset, flags), pick the device, run, report."""
+    """Load the config (:func:`resolve_config`), check ``--out``, pick the device, run,
+    report. A failed run leaves no empty output directory behind."""
     import torch
 
-    from advgame.experiments.common import load_config, parse_device
+    from advgame.experiments.common import output_directory, parse_device
 
-    overrides = _overrides(args, cls)
-    if args.quick:
-        overrides = {**quick, **{k: v for k, v in overrides.items() if v is not None}}
-    cfg: Any = load_config(cls, args.config, overrides)
+    cfg: Any = resolve_config(args, cls, quick)
     device = parse_device(args.device)
-    from advgame import distributed
+    with output_directory(args.out) as out:
+        from advgame import distributed
 
-    if distributed.init_from_env() and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
-    res = runner(cfg, args.out, device, _progress)
+        if distributed.init_from_env() and device.type == "cuda":
+            device = torch.device("cuda", torch.cuda.current_device())
+        res = runner(cfg, out, device, _progress)
     main_rank = distributed.is_main()
     distributed.shutdown()  # all ranks finished: leave the group together
     if not main_rank:
         return res
-    print(f"advgame {args.command}: results in {args.out / 'results.json'}"
-          f" and {args.out / 'report.html'}")
+    print(f"advgame {args.command}: results in {out / 'results.json'}"
+          f" and {out / 'report.html'}")
     for line in res.get("summary", []):
         print(f"  {line}")
     return res

@@ -30,6 +30,7 @@ from advgame.experiments.common import (
     versions,
 )
 from advgame.models import (
+    ARCHITECTURES,
     TrainConfig,
     accuracy,
     build_model,
@@ -57,6 +58,14 @@ class DataConfig:
                              f"{', '.join(DATASETS)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InputError("seed", f"must be an integer >= 0, got {self.seed!r}")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise InputError("test_fraction", f"must be in (0, 1), got {self.test_fraction}")
+        if self.classes is not None:
+            for c in self.classes:
+                check_positive_int("classes", c, minimum=0)
+            if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+                raise InputError("classes", "need at least two distinct classes, got "
+                                 f"{list(self.classes)}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +80,13 @@ class ModelConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.arch not in ARCHITECTURES:
+            raise InputError("arch", f"unknown architecture {self.arch!r}; choose from "
+                             f"{', '.join(ARCHITECTURES)}")
+        if not self.hidden:
+            raise InputError("hidden", "give at least one hidden width")
+        for h in self.hidden:
+            check_positive_int("hidden", h)
         check_positive_int("epochs", self.epochs, minimum=0)
         check_positive_int("batch_size", self.batch_size)
         if check_nonnegative("lr", self.lr) == 0:

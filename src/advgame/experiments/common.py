@@ -7,6 +7,7 @@ file each (write-then-rename), so that an interrupted run resumes where it stopp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -14,6 +15,8 @@ import os
 import platform
 import tempfile
 import tomllib
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -94,13 +97,31 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def load_config(cls: type[C], path: str | Path | None, overrides: dict[str, Any]) -> C:
-    """Build a frozen dataclass config from a TOML file and explicit overrides.
+def load_config(cls: type[C], path: str | Path | None, overrides: dict[str, Any],
+                quick: dict[str, Any] | None = None) -> C:
+    """Build a frozen dataclass config: defaults < ``quick`` < TOML file < ``overrides``.
 
-    TOML keys must be field names of ``cls`` (unknown keys are rejected); ``overrides``
-    (from command-line flags, None meaning "not given") win over the file.
+    ``quick`` is the command's ``--quick`` preset (None without ``--quick``); the TOML
+    file's keys must be field names of ``cls`` (unknown keys are rejected); ``overrides``
+    (from command-line flags, None meaning "not given") win over everything. Every value
+    from any layer is checked against the field's type (:func:`check_field`) before the
+    dataclass checks its ranges, so a bad value in the file fails even when ``--quick``
+    would have replaced it under another precedence.
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True, kw_only=True)
+        ... class Cfg:
+        ...     eps: tuple[float, ...] = (0.3,)
+        ...     n_test: int | None = None
+        >>> load_config(Cfg, None, {"n_test": 5}, quick={"eps": [0.1], "n_test": 9})
+        Cfg(eps=(0.1,), n_test=5)
+        >>> load_config(Cfg, None, {"n_test": "x"})
+        Traceback (most recent call last):
+        ...
+        advgame.errors.InputError: n_test: must be an integer or nothing, got 'x'
     """
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(quick or {})
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     if path is not None:
         p = Path(path)
@@ -117,13 +138,171 @@ def load_config(cls: type[C], path: str | Path | None, overrides: dict[str, Any]
             )
         values.update(data)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in values and isinstance(values[f.name], list):
-            values[f.name] = tuple(values[f.name])
+    hints = typing.get_type_hints(cls)
+    values = {k: check_field(k, v, hints.get(k, Any)) for k, v in values.items()}
     try:
         return cls(**values)
     except TypeError as e:
         raise InputError("config", str(e)) from None
+
+
+def _describe(hint: Any) -> str:
+    """Plain words for a type hint, for error messages ("a list of numbers")."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        words = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(words) + (" or nothing" if type(None) in args else "")
+    if origin is tuple:
+        return f"a list of {_describe(args[0]).split(' ', 1)[-1]}s" if args else "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            dict: "a table"}.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_field(name: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the type hint of config field ``name``, normalized.
+
+    Lists become tuples, integers given for a float field become floats, numbers given
+    for a string field become strings (TOML ``norm = 2``); anything else
+    that does not match raises :class:`InputError` naming the field. Handles bool, int,
+    float, str, ``X | None``, ``tuple[X, ...]`` and ``dict``; other hints pass through.
+
+    Example:
+        >>> check_field("eps", [0.1, 1], tuple[float, ...])
+        (0.1, 1.0)
+        >>> check_field("eps", "abc", tuple[float, ...])
+        Traceback (most recent call last):
+        ...
+        advgame.errors.InputError: eps: must be a list of numbers, got 'abc'
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+
+    def bad() -> InputError:
+        return InputError(name, f"must be {_describe(hint)}, got {value!r}")
+
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return check_field(name, value, a)
+            except InputError:
+                pass
+        raise bad()
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise bad()
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            raise bad()
+        return float(value)
+    if hint is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return f"{value:g}" if isinstance(value, float) else str(value)  # norm = 2
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        if len(args) == 2 and args[1] is Ellipsis:
+            try:
+                return tuple(check_field(name, v, args[0]) for v in value)
+            except InputError:
+                raise bad() from None
+        if args and len(args) != len(value):
+            raise bad()
+        return tuple(value) if not args else tuple(
+            check_field(name, v, a) for v, a in zip(value, args, strict=True))
+    if hint is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        return value
+    return value
+
+
+def check_output_dir(out: str | Path) -> Path | None:
+    """Check that ``out`` is, or can be created as, a writable directory.
+
+    Returns the topmost directory a run will create (``out`` itself or the first of its
+    missing parents), or None when ``out`` exists already.
+
+    Raises:
+        InputError: argument ``out`` when it is a regular file, when one of its parents is
+            one, or when the directory (or its nearest existing parent) is not writable.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> check_output_dir(d / "a" / "b") == d / "a", check_output_dir(d)
+        (True, None)
+        >>> _ = (d / "f").write_text("")
+        >>> check_output_dir(d / "f")
+        Traceback (most recent call last):
+        ...
+        advgame.errors.InputError: out: ... exists and is not a directory
+    """
+    p = Path(out)
+    existing, top = p, None
+    while not existing.exists() and existing != existing.parent:
+        existing, top = existing.parent, existing
+    if not existing.is_dir():
+        what = "exists and is not a directory" if top is None else "is not a directory"
+        raise InputError("out", f"{existing} {what}" + ("" if top is None else
+                                                         f" (cannot create {p})"))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError("out", f"cannot write in {existing}")
+    return top
+
+
+def _prune_empty_dirs(root: Path, keep: set[str]) -> None:
+    """Remove the empty directories below and including ``root``, bottom-up, except those
+    in ``keep``; a directory holding any file stays (stored units of work are resumable)."""
+    if not root.is_dir():
+        return
+    for d, _, _ in os.walk(root, topdown=False):
+        if d not in keep:
+            try:
+                os.rmdir(d)  # only succeeds when empty
+            except OSError:
+                pass
+
+
+@contextlib.contextmanager
+def output_directory(out: str | Path) -> Iterator[Path]:
+    """Run a command into ``out``: checked first (:func:`check_output_dir`); when the run
+    fails or is interrupted, the directories it created and left empty are removed.
+
+    Stored units and any other file stay, so an interrupted run still resumes.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()) / "run"
+        >>> try:
+        ...     with output_directory(d) as out:
+        ...         (out / "units").mkdir(parents=True)
+        ...         raise InputError("model", "not found")
+        ... except InputError:
+        ...     pass
+        >>> d.exists()
+        False
+    """
+    p = Path(out)
+    top = check_output_dir(p)
+    before = set() if top is not None else {d for d, _, _ in os.walk(p)}
+    try:
+        yield p
+    except BaseException:
+        _prune_empty_dirs(top if top is not None else p, before)
+        raise
 
 
 def config_digest(cfg: Any) -> str:
