@@ -131,7 +131,10 @@ def test_best_response_l2_matches_scipy_with_many_zero_pixels(seed: int) -> None
                        constraints=[{"type": "ineq", "fun": lambda dl: eps**2 - dl @ dl,
                                      "jac": lambda dl: -2 * dl}],
                        options={"ftol": 1e-12, "maxiter": 500})
-        assert res.success
+        # SLSQP may end on "positive directional derivative" at the optimum (its success
+        # flag varies between runs): judge its point by feasibility, not by the flag
+        assert res.x @ res.x <= eps**2 + 1e-8
+        assert bool(np.all(res.x >= -xi - 1e-9) and np.all(res.x <= 1 - xi + 1e-9))
         assert float(ours[i]) <= res.fun + 1e-7
         assert float(ours[i]) == pytest.approx(res.fun, abs=1e-5)
     # project-then-clip (the clipped normalized-gradient FGM) is strictly worse here

@@ -12,7 +12,15 @@ import torch
 from advgame.cli import main
 from advgame.errors import InputError
 from advgame.experiments.paper1 import Paper1Config
-from advgame.experiments.s1_eval import Defense, evaluate, game_constraints, vc_gap_bound
+from advgame.experiments.s1_eval import (
+    Defense,
+    adaptive_model,
+    clean_thresholds,
+    evaluate,
+    game_constraints,
+    outside_box,
+    vc_gap_bound,
+)
 from advgame.linear import linearize
 from advgame.models import LinearModel
 
@@ -62,14 +70,20 @@ def test_linear_classifier_true_equals_approx(tmp_path: Path) -> None:
     res = run_tiny(tmp_path, "linear", "linear")
     t1 = table(res, "table1")
     for name, row in t1.items():
-        if "Gaussian" not in name:  # deterministic defenses: exactly equal
-            assert row["FGM gap"] == 0.0 and row["PGD gap"] == 0.0, name
+        if "Gauss" not in name:  # deterministic defenses: exactly equal
+            assert row["FGM true"] == row["FGM approx"], name
+            assert row["PGD true"] == row["PGD approx"], name
             assert row["clean"] == row["clean approx"], name
     none = next(v for k, v in t1.items() if k.startswith("none"))
     assert none["FGM true"] == none["FGM approx"]
     assert none["clean"] == pytest.approx(res["data"]["classifier"]["clean_accuracy"])
-    shift = res["data"]["table1"][0]["shift"]
-    assert shift["count"] >= shift["count_at_zero"]
+    for key, shift in res["data"]["table1"][0]["shifts"].items():
+        assert shift["count"] >= shift["count_at_zero"], key
+    # the linear game is exactly the linear model: the attacker cannot beat FGM there
+    games = res["data"]["payoff_games"]
+    assert {g["which"] for g in games} == {"approx", "true"}
+    for g in games:
+        assert g["attacker_gain"] == pytest.approx(0.0, abs=1e-12)
     diag = {d["eps"]: d for d in res["data"]["diagnostics"]}
     # an affine model is faithful everywhere (same hyperplane in the whole ball)
     assert all(d["labels_agree"] == 1.0 and d["sampled_disagree"] == 0.0 for d in diag.values())
@@ -93,6 +107,12 @@ def test_relu_network_outputs_and_resume(tmp_path: Path) -> None:
     zero = sweep[(0.0, 0.05)]
     # without an attack the linearization at x is exact at x
     assert zero["none_fgm_true"] == zero["none_fgm_approx"]
+    # FGM on a two-logit network is the exact best response of its linearization, so in
+    # the linearized payoff game no attack column beats it (up to a rounding tie)
+    n_test = res["data"]["n_test"]
+    lin = next(g for g in res["data"]["payoff_games"] if g["which"] == "approx")
+    assert lin["attacker_gain"] <= 1.0 / n_test + 1e-12
+    assert res["data"]["class_counts"] and sum(res["data"]["class_counts"].values()) == n_test
     # rerunning the same command resumes from the stored units: identical tables
     again = run_tiny(tmp_path, "gaussians", "mlp")
     assert again["tables"] == res["tables"]
@@ -121,10 +141,48 @@ def test_game_constraints_match_fgm_margin_drop() -> None:
     b = torch.tensor([0.5])
     x = torch.tensor([[0.2, 0.1]])
     ys = torch.tensor([1])
-    a, c = game_constraints(w, b, x, ys, 0.1, "inf")
     margin = 0.2 - 0.2 + 0.5
-    np.testing.assert_allclose(c, [0.1 * 3.0 - margin])
-    np.testing.assert_allclose(a, [[1.0, -2.0]])
+    for box in ((0.0, 1.0), None):  # the box does not bind here: both are the FGM drop
+        a, c = game_constraints(w, b, x, ys, 0.1, "inf", box=box)
+        np.testing.assert_allclose(c, [0.1 * 3.0 - margin])
+        np.testing.assert_allclose(a, [[1.0, -2.0]])
+    # at a zero pixel the clipped attacker cannot lower x_0: the drop is only 2 * 0.1
+    x0 = torch.tensor([[0.0, 0.1]])
+    m0 = 0.0 - 0.2 + 0.5
+    _, c_box = game_constraints(w, b, x0, ys, 0.1, "inf")
+    _, c_free = game_constraints(w, b, x0, ys, 0.1, "inf", box=None)
+    np.testing.assert_allclose(c_box, [0.2 - m0], atol=1e-7)
+    np.testing.assert_allclose(c_free, [0.3 - m0], atol=1e-7)
+    np.testing.assert_allclose(clean_thresholds(w, b, x0, ys), [-m0], atol=1e-7)
+
+
+def test_clipped_defense_and_outside_box() -> None:
+    torch.manual_seed(0)
+    model = LinearModel((4,), 2).double()
+    x = torch.rand(40, 4, dtype=torch.float64)
+    x[:, 0] = 0.0
+    w, b = linearize(model, x)
+    ys = torch.where(torch.rand(40) > 0.5, 1, -1)
+    v = torch.tensor([[-0.1, 0.05, 0.0, 0.0]], dtype=torch.float64)
+    plain, clipped = Defense("v", "shift", v), Defense("v", "shift", v, clip=True)
+    t_clip, a_clip = evaluate(clipped, model, w, b, x, ys)
+    expected = ((ys * ((x + v).clamp(0, 1) @ w[0] + b[0])) > 0).double()
+    assert torch.equal(t_clip, expected) and torch.equal(a_clip, expected)
+    frac = float(((x + v < 0) | (x + v > 1)).double().mean())
+    assert outside_box(plain, x) == pytest.approx(frac) and frac >= 0.25
+    assert outside_box(clipped, x) == 0.0
+    # Gaussian noise: the closed form against Monte Carlo
+    g = torch.Generator().manual_seed(1)
+    noise = 0.25 * torch.randn((2000, *x.shape), generator=g, dtype=torch.float64)
+    mc = float(((x + noise < 0) | (x + noise > 1)).double().mean())
+    assert outside_box(Defense("g", "gaussian_payoff", sigma=0.25), x) == pytest.approx(
+        mc, abs=0.005)
+    # the adaptive attacker differentiates the clip straight through (BPDA), not zero
+    target = adaptive_model(clipped, model)
+    xr = x.clone().requires_grad_(True)
+    out = target(xr)
+    (grad,) = torch.autograd.grad((out[:, 1] - out[:, 0]).sum(), xr)
+    torch.testing.assert_close(grad, w)
 
 
 def test_vc_bound_decreases_and_is_vacuous_in_high_dimension() -> None:

@@ -235,7 +235,8 @@ def linearity_diagnostics(
 ) -> LinearityDiagnostics:
     """How faithful is the locally linear model on the eps-ball around each point?
 
-    For each x_i (label y_i in {-1, +1}) with linearization (w_i, b_i): attack with FGM and
+    For each x_i (label y_i in {-1, +1}) with linearization (w_i, b_i): attack with FGM (the
+    linearized best response in ball ∩ box, box-aware for L2) and
     PGD, compare activation regions and labels of the network and of its linearization at
     the FGM point, at ``samples`` uniform points of the ball, along the FGM segment and at
     every PGD iterate (all inside the box [0, 1]).
@@ -262,7 +263,7 @@ def linearity_diagnostics(
         def disagree(z: torch.Tensor, w: torch.Tensor = w, b: torch.Tensor = b) -> torch.Tensor:
             return (linear_logit(w, b, z) > 0) != (true_logit(z) > 0)
 
-        x_fgm = fgm(model, xb, y01, eps, p)
+        x_fgm = fgm(model, xb, y01, eps, p, box_aware=True)  # the S1 attacker
         same = (relu_pattern(model, x_fgm) == relu_pattern(model, xb)).all(1)
         agree = ~disagree(x_fgm)
         lin_robust = worst_linear_margin(w, b, xb, ys, eps, p) > 0

@@ -23,8 +23,8 @@ from torch import nn
 
 from advgame import smoothing
 from advgame.attacks import attack_loop
-from advgame.linear import binary_logit, linear_logit
-from advgame.threat import Norm, dual_norm
+from advgame.linear import binary_logit, linear_logit, worst_linear_margin
+from advgame.threat import Norm, clip_box, dual_norm
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Defense:
     kind: ``"shift"`` (one v, or v = 0 for "none"), ``"mixture"`` (uniform or weighted
     finite set of shifts), ``"gaussian_vote"`` (Cohen's smoothed classifier, majority vote)
     or ``"gaussian_payoff"`` (v ~ N(0, sigma^2 I), expected accuracy: the game's payoff).
+    ``clip``: shifts only: the defended input clip(z + v, 0, 1) instead of z + v (the
+    paper's additive model leaves the box; clipping is an evaluated variant).
     """
 
     name: str
@@ -41,19 +43,37 @@ class Defense:
     shifts: torch.Tensor | None = None  # (k, ...) one per strategy in the support
     probs: torch.Tensor | None = None  # (k,)
     sigma: float = 0.0
+    clip: bool = False
+
+    def support(self) -> tuple[torch.Tensor, list[float]]:
+        """Shift defenses: the shifts (k, ...) and their probabilities."""
+        assert self.shifts is not None, self.kind
+        k = self.shifts.shape[0]
+        probs = [1.0 / k] * k if self.probs is None else self.probs.tolist()
+        return self.shifts, probs
+
+
+def _clip_straight_through(z: torch.Tensor) -> torch.Tensor:
+    """clip(z, 0, 1) forward, identity backward (BPDA)."""
+    return z + (clip_box(z) - z).detach()
 
 
 class Shifted(nn.Module):
-    """model(x + v): the network behind a fixed additive defense (for adaptive attacks)."""
+    """model(x + v) (or model(clip(x + v))): the network behind a fixed additive defense
+    (for adaptive attacks). The clip is differentiated straight through (BPDA with the
+    identity, Athalye et al. 2018): clamp's own gradient is 0 on every pixel it clips, which
+    would mask the gradient of the pixels the shift pushes out of the box."""
 
-    def __init__(self, model: nn.Module, v: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, v: torch.Tensor, *, clip: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.clip = clip
         self.v: torch.Tensor
         self.register_buffer("v", v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x + self.v)
+        z = x + self.v
+        return self.model(_clip_straight_through(z) if self.clip else z)
 
 
 class ExpectedOverShifts(nn.Module):
@@ -64,16 +84,19 @@ class ExpectedOverShifts(nn.Module):
     """
 
     def __init__(self, model: nn.Module, sampler: Callable[[], torch.Tensor],
-                 weights: torch.Tensor | None = None) -> None:
+                 weights: torch.Tensor | None = None, *, clip: bool = False) -> None:
         super().__init__()
         self.model = model
         self.sampler = sampler
         self.weights = weights
+        self.clip = clip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shifts = self.sampler()
         k = shifts.shape[0]
         z = (x[None] + shifts[:, None]).reshape(k * x.shape[0], *x.shape[1:])
+        if self.clip:
+            z = _clip_straight_through(z)
         p = torch.softmax(self.model(z), dim=1).reshape(k, x.shape[0], -1)
         wts = (self.weights if self.weights is not None
                else torch.full((k,), 1.0 / k, device=x.device, dtype=p.dtype))
@@ -104,13 +127,11 @@ def evaluate(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-point expected correctness (true, approx), each (N,) float, of a defense on z."""
     if defense.kind in ("shift", "mixture"):
-        assert defense.shifts is not None
-        probs = (defense.probs if defense.probs is not None
-                 else torch.full((defense.shifts.shape[0],), 1.0 / defense.shifts.shape[0]))
+        shifts, probs = defense.support()
         true = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
         approx = torch.zeros_like(true)
-        for v, p in zip(defense.shifts, probs.tolist(), strict=True):
-            zv = z + v
+        for v, p in zip(shifts, probs, strict=True):
+            zv = clip_box(z + v) if defense.clip else z + v
             true += p * _correct_true(model, zv, ys)
             approx += p * _correct_approx(w, b, zv, ys)
         return true, approx
@@ -130,16 +151,34 @@ def evaluate(
     raise ValueError(f"unknown defense kind {defense.kind}")
 
 
+def outside_box(defense: Defense, z: torch.Tensor) -> float:
+    """Fraction of the defended pixels outside [0, 1] (over points and pixels).
+
+    Shifts: z + v (0 when the defense clips); mixtures: the expectation over the support;
+    Gaussian noise: E P[z_j + N(0, sigma^2) outside [0, 1]] = Phi(-z_j / sigma) +
+    Phi((z_j - 1) / sigma), averaged.
+    """
+    if defense.kind in ("shift", "mixture"):
+        if defense.clip:
+            return 0.0
+        shifts, probs = defense.support()
+        return float(sum(p * float(((z + v < 0) | (z + v > 1)).double().mean())
+                         for v, p in zip(shifts, probs, strict=True)))
+    s = defense.sigma
+    zd = z.double()
+    return float((torch.special.ndtr(-zd / s) + torch.special.ndtr((zd - 1) / s)).mean())
+
+
 def adaptive_model(defense: Defense, model: nn.Module, *, eot: int = 16,
                    generator: torch.Generator | None = None) -> nn.Module:
     """The network an adaptive white-box attacker differentiates for this defense."""
     if defense.kind == "shift":
         assert defense.shifts is not None
-        return Shifted(model, defense.shifts[0])
+        return Shifted(model, defense.shifts[0], clip=defense.clip)
     if defense.kind == "mixture":
         assert defense.shifts is not None
         shifts = defense.shifts
-        return ExpectedOverShifts(model, lambda: shifts, defense.probs)
+        return ExpectedOverShifts(model, lambda: shifts, defense.probs, clip=defense.clip)
     sigma = defense.sigma
 
     def noise_like(ref: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -170,12 +209,28 @@ def adaptive_pgd(defense: Defense, model: nn.Module, x: torch.Tensor, y01: torch
 
 
 def game_constraints(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, ys: torch.Tensor,
-                     eps_a: float, norm_a: Norm) -> tuple[np.ndarray, np.ndarray]:
-    """(a, c) of the finite-sample problem: a_i = y_i w_i, c_i = eps_a ||w_i||_{p*} - m_i."""
-    m = ys.to(w.dtype) * linear_logit(w, b, x)
-    c = eps_a * dual_norm(w, norm_a) - m
+                     eps_a: float, norm_a: Norm,
+                     box: tuple[float, float] | None = (0.0, 1.0),
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(a, c) of the finite-sample problem, float64: a_i = y_i w_i and c_i = minus the
+    linear margin after the attacker's best response: the exact minimum over ball ∩ box
+    (:func:`advgame.linear.worst_linear_margin`), or, with ``box=None`` (the paper's
+    model), c_i = eps_a ||w_i||_{p*} - m_i."""
+    if box is None:
+        m = ys.to(w.dtype) * linear_logit(w, b, x)
+        c = eps_a * dual_norm(w, norm_a) - m
+    else:
+        c = -worst_linear_margin(w, b, x, ys, eps_a, norm_a, box)
     a = ys.to(w.dtype)[:, None] * w
     return a.double().cpu().numpy(), c.double().cpu().numpy()
+
+
+def clean_thresholds(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor,
+                     ys: torch.Tensor) -> np.ndarray:
+    """-m_i, float64: point i stays correct without attack under v iff a_i . v > -m_i."""
+    xd = x.detach().double().reshape(x.shape[0], -1)
+    m = ys.double() * linear_logit(w.detach().double(), b.detach().double(), xd)
+    return (-m).cpu().numpy()
 
 
 def vc_gap_bound(n: np.ndarray, vc_dim: int, delta: float = 0.05) -> np.ndarray:

@@ -1,0 +1,278 @@
+"""``advgame paper1``: the additive "no-box" game (S1, SPEC section 1) end to end.
+
+Trains (or loads) a two-class ReLU network, linearizes it, attacks it with FGM (the
+linearized game's exact best response in ball ∩ box) and PGD, defends it with no defense,
+Cohen et al.'s Gaussian smoothing and the finite-sample equilibrium shift (pure, mixed,
+clean-constrained, and for both the game played on images and the paper's unbounded
+model), and writes Table 1, the payoff matrices of the S1 game with their equilibria and
+the exploitability of the claimed equilibrium (FGM, v_n), an eps sweep, convergence in n
+against the VC and Hoeffding rates, linearity diagnostics, certification, and a summary
+over other class pairs / datasets. Every stage is a stored unit: a rerun resumes.
+
+Modules: ``config`` (:class:`Paper1Config`, ``QUICK``), ``stages`` (the units),
+``outputs`` (tables, figures, summary).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advgame.data import Dataset
+from advgame.experiments.classifier import base_results, finish, load_data
+from advgame.experiments.common import (
+    Progress,
+    UnitStore,
+    config_digest,
+    no_progress,
+    seed_generators,
+    sharded_units,
+)
+from advgame.experiments.paper1 import outputs
+from advgame.experiments.paper1.config import QUICK, Paper1Config
+from advgame.experiments.paper1.stages import (
+    certification,
+    convergence_draw,
+    diagnostics,
+    pair_summary,
+    prepare,
+    sweep_point,
+    table1,
+    v_star,
+)
+from advgame.threat import parse_norm
+
+__all__ = ["QUICK", "Paper1Config", "register_cli", "run_paper1", "run_paper1_with_model"]
+
+
+def _pairs(cfg: Paper1Config, classes_available: tuple[int, ...]) -> list[tuple[int, int]]:
+    if isinstance(cfg.pairs, str):
+        return ([] if cfg.pairs == "none"
+                else list(itertools.combinations(classes_available, 2)))
+    return [tuple(p) for p in cfg.pairs]  # type: ignore[misc]
+
+
+def run_paper1(cfg: Paper1Config, out: Path, device: torch.device,
+               progress: Progress = no_progress) -> dict[str, Any]:
+    """Run S1 end to end: every unit below is stored under ``out/units/`` (a rerun
+    resumes) and, under torchrun, the units of each phase are split across the ranks
+    (each unit seeds its own generator, so the results are those of one process); rank 0
+    writes ``results.json``, the figures and the report."""
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    store = UnitStore(out, config_digest(cfg))
+    timings: dict[str, float] = {}
+    res = base_results("paper1", cfg, cfg.seed)
+    tick = time.perf_counter()
+    ds = load_data(cfg)
+    g, info = prepare(cfg, ds, out / "model", device, progress)
+    timings["model_s"] = time.perf_counter() - tick
+
+    def gen(offset: int) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(cfg.seed + offset)
+
+    # 1. Table 1 (and the payoff game) at each configured (eps_a, eps_d)
+    tick = time.perf_counter()
+    jobs: list[tuple[str, Any]] = []
+    for eps_a, eps_d in itertools.product(cfg.eps_a, cfg.eps_d):
+        def compute(eps_a: float = eps_a, eps_d: float = eps_d) -> dict[str, Any]:
+            return table1(cfg, g, eps_a, eps_d, gen(11))
+        jobs.append((f"table1-{eps_a}-{eps_d}", compute))
+    tables = sharded_units(store, jobs, progress, "table 1")
+    timings["table1_s"] = time.perf_counter() - tick
+
+    # 2. eps sweep: over eps_A at the first eps_D, and over eps_D at the last eps_A
+    tick = time.perf_counter()
+    jobs = []
+    for eps_a, eps_d in ([(e, cfg.eps_d[0]) for e in cfg.sweep_eps_a]
+                         + [(cfg.eps_a[-1], e) for e in cfg.sweep_eps_d]):
+        def compute_s(eps_a: float = eps_a, eps_d: float = eps_d) -> dict[str, Any]:
+            return sweep_point(cfg, g, eps_a, eps_d, gen(13))
+        jobs.append((f"sweep-{eps_a}-{eps_d}", compute_s))
+    sweep = sharded_units(store, jobs, progress, "eps sweep")
+    timings["sweep_s"] = time.perf_counter() - tick
+
+    # 3. convergence in n (the reference v* first: every draw compares with it)
+    tick = time.perf_counter()
+    eps_a, eps_d = cfg.eps_a[-1], cfg.eps_d[0]
+    (ref,) = sharded_units(store, [(f"vstar-{eps_a}-{eps_d}",
+                                    lambda: v_star(cfg, g, eps_a, eps_d))])
+    jobs = []
+    for n, k in [(n, k) for n in cfg.convergence_ns for k in range(cfg.convergence_draws)]:
+        def compute_c(n: int = n, k: int = k) -> dict[str, Any]:
+            return convergence_draw(cfg, g, eps_a, eps_d, n, k, ref["value"])
+        jobs.append((f"conv-{eps_a}-{eps_d}-{n}-{k}", compute_c))
+    conv = sharded_units(store, jobs, progress, "convergence in n")
+    timings["convergence_s"] = time.perf_counter() - tick
+
+    # 4. linearity diagnostics
+    tick = time.perf_counter()
+    jobs = []
+    for e in cfg.diag_eps:
+        def compute_d(e: float = e) -> dict[str, Any]:
+            return diagnostics(cfg, g, e, gen(0))
+        jobs.append((f"diag-{e}", compute_d))
+    diag = sharded_units(store, jobs, progress, "linearity diagnostics")
+    timings["diagnostics_s"] = time.perf_counter() - tick
+
+    # 5. certification of the smoothed classifier, and 6. the other pairs and datasets
+    tick = time.perf_counter()
+    jobs = [("certify", lambda: certification(cfg, g, gen(17)))]
+    jobs.append((f"pair-main-{cfg.eps_a[-1]}-{cfg.eps_d[0]}",
+                 lambda: pair_summary(cfg, g, info["clean_accuracy"], cfg.eps_a[-1],
+                                      cfg.eps_d[0], gen(19))))
+    cert, *summaries = sharded_units(store, jobs + _other_pairs(cfg, out, device), progress,
+                                     "certification and other pairs")
+    timings["certify_and_pairs_s"] = time.perf_counter() - tick
+
+    from advgame import distributed
+
+    if not distributed.is_main():
+        return {"summary": []}
+    na, nd = parse_norm(cfg.norm_a), parse_norm(cfg.norm_d)
+    pair = f"{ds.name} {ds.classes[0]} vs {ds.classes[1]}"
+    res["data"]["classifier"] = {k: v for k, v in info.items()
+                                 if k not in ("loss_curve", "class_counts",
+                                              "train_class_counts")}
+    res["data"]["n_train"] = int(g.x_tr.shape[0])
+    res["data"]["n_test"] = int(g.x_te.shape[0])
+    res["data"]["class_counts"] = info["class_counts"]
+    res["data"]["train_class_counts"] = info["train_class_counts"]
+    res["data"]["world_size"] = distributed.world_size()
+    outputs.table1_outputs(cfg, res, tables, pair, int(g.x_te.shape[0]),
+                           info["class_counts"], na, nd)
+    games = outputs.payoff_outputs(cfg, res, tables, out)
+    res["data"]["sweep"] = sweep
+    outputs.sweep_outputs(cfg, res, sweep, out, na, nd)
+    res["data"]["convergence"] = {"reference": ref, "draws": conv, "eps_a": eps_a,
+                                  "eps_d": eps_d, "objective": cfg.objective}
+    outputs.convergence_outputs(cfg, res, conv, ref, out, int(g.w_tr.shape[1]))
+    res["data"]["diagnostics"] = diag
+    outputs.diagnostics_outputs(cfg, res, diag, out, na)
+    res["data"]["certification"] = cert
+    outputs.certification_outputs(cfg, res, cert, out)
+    res["data"]["pairs"] = summaries
+    outputs.pairs_outputs(cfg, res, summaries)
+    outputs.summary(cfg, res, tables, games, diag, conv, ref, summaries)
+    res["timings"].update(timings)
+    finish(out, res, t0)
+    return res
+
+
+def _other_pairs(cfg: Paper1Config, out: Path,
+                 device: torch.device) -> list[tuple[str, Any]]:
+    """Jobs (unit key, compute) for the other class pairs: each trains its own model on
+    the rank that computes it."""
+    from advgame.data import load_dataset, select_classes
+
+    pairs: list[tuple[str, str | None, tuple[int, int]]] = []
+    if cfg.dataset in ("mnist-5k", "digits-8x8", "mnist"):
+        base = load_dataset(cfg.dataset, data_dir=cfg.data_dir, test_fraction=cfg.test_fraction,
+                            seed=cfg.seed)
+        main = tuple(cfg.classes or ())
+        pairs += [(cfg.dataset, cfg.data_dir, p) for p in _pairs(cfg, base.classes)
+                  if tuple(p) != main]
+    if cfg.fashion_dir:
+        pairs += [("fashion-mnist", cfg.fashion_dir, tuple(p)) for p in cfg.fashion_pairs]  # type: ignore[misc]
+    if cfg.cifar_dir:
+        pairs += [("cifar10", cfg.cifar_dir, tuple(p)) for p in cfg.cifar_pairs]  # type: ignore[misc]
+    eps_a, eps_d = cfg.eps_a[-1], cfg.eps_d[0]
+    cache: dict[tuple[str, str | None], Dataset] = {}
+    jobs: list[tuple[str, Any]] = []
+    for name, ddir, p in pairs:
+        def compute(name: str = name, ddir: str | None = ddir,
+                    p: tuple[int, int] = p) -> dict[str, Any]:
+            if (name, ddir) not in cache:
+                cache[(name, ddir)] = load_dataset(name, data_dir=ddir,
+                                                   test_fraction=cfg.test_fraction,
+                                                   seed=cfg.seed)
+            ds = select_classes(cache[(name, ddir)], p)
+            sub = replace(cfg, dataset=name, data_dir=ddir, classes=p,
+                          epochs=min(cfg.epochs, 5), refine_checks=min(cfg.refine_checks, 10),
+                          arch=("cnn" if name == "cifar10" and cfg.arch == "mlp" else cfg.arch),
+                          n_test=cfg.n_test)
+            g, info = prepare(sub, ds, out / "pairs" / f"{name}-{p[0]}-{p[1]}", device,
+                              no_progress, alone=True)
+            _, gen = seed_generators(cfg.seed, device)
+            return pair_summary(sub, g, info["clean_accuracy"], eps_a, eps_d, gen)
+        jobs.append((f"pair-{name}-{p[0]}-{p[1]}-{eps_a}-{eps_d}", compute))
+    return jobs
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_command: Any,
+                 common_args: Any) -> None:
+    """Add ``advgame paper1`` to the command line (called by ``advgame.cli``)."""
+
+    def add(sub: Any, name: str) -> None:
+        from advgame.cli import _data_args, _floats, _model_args
+
+        p = sub.add_parser(name, help="S1: the additive game paper, end to end")
+        common_args(p, "runs/paper1")
+        _data_args(p)
+        _model_args(p)
+        p.add_argument("--model", default=None, help="two-class checkpoint to load")
+        p.add_argument("--eps-a", dest="eps_a", type=_floats, nargs="+", default=None,
+                       help="attacker budgets of Table 1 (default 0.1 0.2)")
+        p.add_argument("--eps-d", dest="eps_d", type=_floats, nargs="+", default=None,
+                       help="defender budgets of Table 1 (default 0.1)")
+        p.add_argument("--norm", default=None, help="sets both --norm-a and --norm-d")
+        p.add_argument("--norm-a", dest="norm_a", default=None, help="2 or inf (default inf)")
+        p.add_argument("--norm-d", dest="norm_d", default=None, help="2 or inf (default inf)")
+        p.add_argument("--objective", default=None,
+                       help="game v_n is solved for outside Table 1: box (default, attacks "
+                            "clipped to [0, 1]) or free (the paper's unbounded model)")
+        p.add_argument("--clip-defense", dest="clip_defense", action="store_const",
+                       const=True, default=None,
+                       help="evaluate shifts on clip(x + delta + v, 0, 1)")
+        p.add_argument("--max-clean-drop", dest="max_clean_drop", type=_floats, default=None,
+                       help="clean constraint of the constrained v_n, a fraction "
+                            "(default 0.01 = one point)")
+        p.add_argument("--sigma", type=float, default=None,
+                       help="Gaussian smoothing sigma (default 0.25)")
+        p.add_argument("--solver", default=None, help="auto (default), exact or fast")
+        p.add_argument("--n-test", dest="n_test", type=int, default=None,
+                       help="stratified sample of test points (default: all)")
+        p.add_argument("--fashion-dir", dest="fashion_dir", default=None,
+                       help="Fashion-MNIST IDX directory: adds its pairs")
+        p.add_argument("--cifar-dir", dest="cifar_dir", default=None,
+                       help="cifar-10-batches-py directory: adds CIFAR-2 pairs")
+        p.add_argument("--no-pairs", dest="pairs", action="store_const", const="none",
+                       default=None, help="skip the summary over other pairs")
+
+    def run(args: Any) -> Any:
+        if args.norm is not None:
+            args.norm_a = args.norm_a or args.norm
+            args.norm_d = args.norm_d or args.norm
+        model = args.model
+
+        def runner(cfg: Paper1Config, out: Path, device: torch.device,
+                   progress: Progress) -> dict[str, Any]:
+            if model is not None:
+                return run_paper1_with_model(cfg, out, device, model, progress)
+            return run_paper1(cfg, out, device, progress)
+        return run_config_command(args, Paper1Config, runner, QUICK)
+
+    extra["paper1"] = add
+    runners["paper1"] = run
+
+
+def run_paper1_with_model(cfg: Paper1Config, out: Path, device: torch.device, model: str,
+                          progress: Progress = no_progress) -> dict[str, Any]:
+    """As :func:`run_paper1`, on a saved two-class checkpoint instead of a trained one."""
+    from advgame.experiments.classifier import _jsonable_cfg
+    from advgame.models import load_checkpoint, save_checkpoint
+
+    m, ck = load_checkpoint(model, map_location=device)
+    dest = out / "model" / "model.pt"
+    save_checkpoint(dest, m, arch=ck["arch"], input_shape=tuple(ck["input_shape"]),
+                    num_classes=ck["num_classes"], kwargs=ck["kwargs"],
+                    meta={**ck.get("meta", {}), "config": _jsonable_cfg(cfg)})
+    return run_paper1(cfg, out, device, progress)
