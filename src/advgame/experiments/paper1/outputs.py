@@ -207,15 +207,16 @@ def sweep_outputs(cfg: Paper1Config, res: dict[str, Any], sweep: list[dict[str, 
         "name": "sweep", "title": "eps sweep",
         "caption": f"Accuracy (fraction of test images) per (eps_A, eps_D); v_n ({game}) and "
                    f"{con} from the fast solver on the training points; approx = linearized "
-                   "model; G vote = Gaussian smoothing (vote).",
+                   "model; G vote = Gaussian smoothing (vote); outside box = fraction of v_n's "
+                   "defended pixels outside [0, 1] under FGM.",
         "columns": ["eps_A", "eps_D", "none FGM", "none FGM approx", "none PGD",
                     "G vote FGM", "G vote PGD", "v_n FGM", "v_n FGM approx", "v_n PGD",
-                    "v_n clean", f"{con} FGM", f"{con} clean"],
+                    "v_n clean", f"{con} FGM", f"{con} clean", "v_n outside box"],
         "rows": [[s["eps_a"], s["eps_d"], s["none_fgm_true"], s["none_fgm_approx"],
                   s["none_pgd_true"], s["gauss_fgm_true"], s["gauss_pgd_true"],
                   s["shift_fgm_true"], s["shift_fgm_approx"], s["shift_pgd_true"],
-                  s["shift_clean_true"], s["vn_clean_fgm_true"], s["vn_clean_clean_true"]]
-                 for s in sweep],
+                  s["shift_clean_true"], s["vn_clean_fgm_true"], s["vn_clean_clean_true"],
+                  s["shift_outside_box"]] for s in sweep],
     })
 
 
@@ -344,17 +345,18 @@ def pairs_outputs(cfg: Paper1Config, res: dict[str, Any], summaries: list[dict[s
                    f"({con}: linearized clean accuracy on the training points at most "
                    f"{100 * cfg.max_clean_drop:g} point(s) below v = 0); G vote = Gaussian "
                    f"smoothing (vote); faithful = fraction of test points where the linear "
-                   f"model is faithful at eps_A. Test points per pair: a stratified sample "
+                   f"model is faithful at eps_A; v_n outside box = fraction of its defended "
+                   f"pixels outside [0, 1] under FGM. Test points per pair: a stratified sample "
                    f"(n_test = {cfg.n_test or 'all'}).",
         "columns": ["dataset", "pair", "clean", "v_n clean", f"{con} clean", "none FGM",
                     "none FGM approx", "none PGD", "G vote FGM", "v_n FGM", "v_n FGM approx",
-                    "v_n PGD", f"{con} FGM", f"{con} PGD", "faithful"],
+                    "v_n PGD", f"{con} FGM", f"{con} PGD", "v_n outside box", "faithful"],
         "rows": [[s["dataset"], f"{s['classes'][0]} vs {s['classes'][1]}", s["clean"],
                   s["clean_shift_true"], s["clean_con_true"],
                   s["fgm_none_true"], s["fgm_none_approx"], s["pgd_none_true"],
                   s["fgm_gauss_true"], s["fgm_shift_true"], s["fgm_shift_approx"],
-                  s["pgd_shift_true"], s["fgm_con_true"], s["pgd_con_true"], s["faithful"]]
-                 for s in summaries],
+                  s["pgd_shift_true"], s["fgm_con_true"], s["pgd_con_true"], s["outside_box"],
+                  s["faithful"]] for s in summaries],
     })
 
 

@@ -307,6 +307,7 @@ def sweep_point(cfg: Paper1Config, g: S1Game, eps_a: float, eps_d: float,
             res[f"{key}_{an}_true"] = row["true"][j]
             res[f"{key}_{an}_approx"] = row["approx"][j]
         res[f"{key}_clean_true"] = row["clean_true"]
+        res[f"{key}_outside_box"] = row["outside_box"]
     return res
 
 
@@ -384,7 +385,8 @@ def pair_summary(cfg: Paper1Config, g: S1Game, clean: float, eps_a: float, eps_d
         "fgm_shift_true": eq["true"][f], "fgm_shift_approx": eq["approx"][f],
         "pgd_shift_true": eq["true"][p],
         "fgm_con_true": con["true"][f], "fgm_con_approx": con["approx"][f],
-        "pgd_con_true": con["true"][p],
+        "pgd_con_true": con["true"][p], "outside_box": eq["outside_box"],
+        "outside_box_con": con["outside_box"],
         "train_count_at_zero": shifts["main"]["count_at_zero"],
         "train_n": shifts["main"]["n"],
         "faithful": diag["faithful"],
