@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,6 +31,9 @@ def test_readme_python_examples_run() -> None:
     idx, ds = namespace["idx"], namespace["ds"]
     assert torch.bincount(ds.y_test[idx]).tolist() == [50, 50]  # type: ignore[attr-defined]
     assert bool(((cls >= -1) & (cls <= 1)).all()) and bool((radius >= 0).all())
+    details: Any = namespace["details"]
+    assert details.constraint_satisfied
+    assert details.clean_accuracy >= details.clean_accuracy_no_defense - 0.01
     x_adv, x = namespace["x_adv"], namespace["ds"].x_test  # type: ignore[attr-defined]
     assert isinstance(x_adv, torch.Tensor)
     assert float((x_adv - x).abs().max()) <= 0.3 + 1e-6

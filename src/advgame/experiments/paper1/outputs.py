@@ -165,15 +165,25 @@ def payoff_outputs(cfg: Paper1Config, res: dict[str, Any], tables: list[dict[str
     return games
 
 
+def _binds(points: list[dict[str, Any]]) -> bool:
+    """Whether the constrained v_n differs from v_n anywhere in these sweep points."""
+    keys = ("fgm_true", "pgd_true", "fgm_approx", "clean_true")
+    return any(s[f"vn_clean_{k}"] != s[f"shift_{k}"] for s in points for k in keys)
+
+
 def sweep_outputs(cfg: Paper1Config, res: dict[str, Any], sweep: list[dict[str, Any]],
                   out: Path, na: Norm, nd: Norm) -> None:
     plots = _plots()
     k = len(cfg.sweep_eps_a)
     sa, sd = sweep[:k], sweep[k:]
     con = f"v_n clean≤{100 * cfg.max_clean_drop:g}pt"
+    same = (f" The clean constraint does not bind here ({con} = v_n at every point), so its "
+            f"curves are not drawn.")
     curves = {}
-    for key, label in (("none", "none"), ("gauss", "Gaussian vote"), ("shift", "v_n"),
-                       ("vn_clean", con)):
+    keys = [("none", "none"), ("gauss", "Gaussian vote"), ("shift", "v_n")]
+    if _binds(sa):
+        keys.append(("vn_clean", con))
+    for key, label in keys:
         for an in ("fgm", "pgd"):
             curves[f"{label} {an.upper()} true"] = [s[f"{key}_{an}_true"] for s in sa]
             if key in ("none", "shift"):
@@ -182,7 +192,8 @@ def sweep_outputs(cfg: Paper1Config, res: dict[str, Any], sweep: list[dict[str, 
                           title=f"Accuracy vs attack budget (eps_D={cfg.eps_d[0]:g})",
                           xlabel=f"eps_A (L{na})", ylabel="test accuracy")
     curves_d = {}
-    for key, label in (("shift", "v_n"), ("vn_clean", con)):
+    keys_d = [("shift", "v_n")] + ([("vn_clean", con)] if _binds(sd) else [])
+    for key, label in keys_d:
         for an in ("fgm", "pgd"):
             curves_d[f"{label} {an.upper()} true"] = [s[f"{key}_{an}_true"] for s in sd]
         curves_d[f"{label} FGM approx"] = [s[f"{key}_fgm_approx"] for s in sd]
@@ -197,11 +208,12 @@ def sweep_outputs(cfg: Paper1Config, res: dict[str, Any], sweep: list[dict[str, 
          "caption": "Test accuracy against the attacker's budget eps_A for no defense, "
                     f"Gaussian smoothing (vote), the equilibrium shift v_n of {game} and v_n "
                     f"under the clean constraint (each solved per eps_A by the fast solver "
-                    "without LNS rounds); solid = true network, dashed = linearized model."},
+                    "without LNS rounds); solid = true network, dashed = linearized model."
+                    + ("" if _binds(sa) else same)},
         {"name": "sweep_eps_d", "file": "sweep_eps_d.png",
          "caption": "Accuracy of the equilibrium shift (plain and clean-constrained) under "
                     "FGM and PGD, and its clean accuracy, as the defender's budget eps_D "
-                    f"grows.{zero}"},
+                    f"grows.{zero}" + ("" if _binds(sd) else same)},
     ]
     res["tables"].append({
         "name": "sweep", "title": "eps sweep",
