@@ -64,3 +64,21 @@ def test_bad_noise_setting_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main([*COMMON, "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "noise" in err[0]
+
+
+def test_loaded_model_records_its_own_training(tmp_path: Path, model: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The checkpoint was trained 2 epochs with hidden 16; the run's config says 10 and
+    256 256 (defaults, unused): results.json records the checkpoint's values. One process
+    labels its progress "certify", not "certify (rank 0)"."""
+    out = tmp_path / "o"
+    args = ["certify", "--dataset", "digits-8x8", "--classes", "0", "1", "--num-samples",
+            "100", "--n0", "10", "--n-test", "4", "--model", str(model), "--out", str(out)]
+    assert main(args) == 0
+    res = load(out)
+    assert res["config"]["epochs"] == 2 and res["config"]["hidden"] == [16]
+    assert res["data"]["classifier"]["from"] == f"checkpoint {model}"
+    assert res["data"]["classifier"]["batch_size"] == 32
+    assert res["data"]["class_counts"] == {"0": 2, "1": 2}
+    err = capsys.readouterr().err
+    assert "certify" in err and "(rank" not in err

@@ -230,3 +230,47 @@ def test_failed_run_leaves_no_empty_output_folder(tmp_path: Path) -> None:
     p = run_cli("attack", "--dataset", "gaussians", "--model", str(tmp_path / "none.pt"),
                 "--out", str(keep))
     assert p.returncode == 2 and keep.is_dir() and not any(keep.iterdir())
+
+
+# ------------------------------------------------------------------ help texts
+
+
+def _options(parser: Any) -> list[Any]:
+    return [a for a in parser._actions if a.option_strings and a.dest != "help"]
+
+
+@pytest.mark.parametrize("command", ["train", "attack", "paper1", "paper2", "game",
+                                     "certify", "report"])
+def test_every_option_has_help_and_its_default(command: str) -> None:
+    import dataclasses
+
+    from advgame.cli import COMMANDS, _command_module, build_parser
+
+    p = build_parser([command])._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    fields = {}
+    if COMMANDS[command][1] is not None:
+        fields = {f.name: f.default for f in dataclasses.fields(_command_module(command)[1])}
+    for action in _options(p):
+        assert action.help, f"{command} {action.option_strings} has no help"
+        default = fields.get(action.dest)
+        if default not in (None, dataclasses.MISSING) and action.nargs != 0:
+            assert "default" in action.help, (command, action.option_strings, action.help)
+
+
+def test_certify_help_names_its_flags() -> None:
+    import re
+
+    p = run_cli("certify", "--help")
+    assert p.returncode == 0
+    assert "--num-samples" in p.stdout and not re.search(r"--n(?![\w-])", p.stdout)
+    assert "default 100000; quick 1000" in " ".join(p.stdout.split())
+
+
+def test_top_level_help_is_fast_and_imports_no_torch() -> None:
+    code = ("import sys\nfrom advgame.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nprint('TORCH' if 'torch' in sys.modules else 'NONE')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and p.stdout.strip().endswith("NONE"), p.stdout + p.stderr
+    for cmd in ("train", "attack", "paper1", "paper2", "game", "certify", "report"):
+        assert cmd in p.stdout

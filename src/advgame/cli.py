@@ -39,58 +39,191 @@ def _floats(s: str) -> float:
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--out", type=Path, default=Path(default_out),
                    help=f"output directory (default {default_out})")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
-    p.add_argument("--config", type=Path, default=None, help="TOML file of config fields")
-    p.add_argument("--quick", action="store_true", help="reduced run for smoke tests")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed of the run: split, subsets, training, attacks")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML file of config fields (beats --quick, loses to flags)")
+    p.add_argument("--quick", action="store_true",
+                   help="reduced run for smoke tests (the values marked 'quick' below)")
 
 
 def _data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=None, help="mnist-5k (default), digits-8x8, gaussians, "
+    p.add_argument("--dataset", default=None, help="mnist-5k, digits-8x8, gaussians, "
                    "linear, mnist, fashion-mnist, cifar10")
-    p.add_argument("--classes", type=int, nargs="+", default=None, help="class ids to keep")
+    p.add_argument("--classes", type=int, nargs="+", default=None,
+                   help="class ids to keep, relabelled 0..k-1 in this order (default: all)")
     p.add_argument("--data-dir", dest="data_dir", default=None,
-                   help="directory with IDX / CIFAR-10 files")
+                   help="directory with IDX / CIFAR-10 files (mnist, fashion-mnist, cifar10)")
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", default=None, help="mlp (default), cnn, linear")
+    p.add_argument("--arch", default=None, help="classifier architecture: mlp, cnn, linear")
     p.add_argument("--hidden", type=int, nargs="+", default=None, help="MLP hidden widths")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of the classifier")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=None,
+                   help="training batch size")
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate of training")
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Every command: name -> (module defining its runner and config, config class, help).
+#: The top-level ``advgame --help`` is built from this table alone, without importing
+#: torch or the experiments; a command's own parser imports its module.
+COMMANDS: dict[str, tuple[str | None, str | None, str]] = {
+    "train": ("advgame.experiments.classifier", "TrainRunConfig",
+              "train a classifier (writes OUT/model.pt)"),
+    "attack": ("advgame.experiments.classifier", "AttackRunConfig",
+               "clean and robust accuracy under FGM/PGD"),
+    "paper1": ("advgame.experiments.paper1", "Paper1Config",
+               "S1: the additive game paper, end to end"),
+    "paper2": ("advgame.experiments.paper2", "Paper2Config",
+               "S2: cat-and-mouse, Sens-FGSM, minimax/maximin, cross-evaluation of defenses "
+               "and attacks"),
+    "game": ("advgame.experiments.game", "GameConfig",
+             "the empirical game over configured strategies: payoff matrix, equilibrium, "
+             "mixed defense, double oracle"),
+    "certify": ("advgame.experiments.certify", "CertifyConfig",
+                "randomized-smoothing certification of a model"),
+    "report": (None, None, "render DIR/results.json into DIR/report.html"),
+}
+
+#: Help of config fields whose flags a command module adds without help text.
+FIELD_HELP: dict[str, str] = {
+    "model": "checkpoint to load (default: train one first)",
+    "attacks": "attacks to run: fgm, pgd",
+    "norm": "threat model norm: 2 or inf",
+    "eps": "attack budgets, in pixel units of [0, 1] images",
+    "pgd_steps": "PGD iterations",
+    "pgd_restarts": "PGD restarts (worst case per example; the first starts at x)",
+    "n_test": "test points evaluated, a seeded stratified sample (default: all)",
+    "sigma": "std of the Gaussian smoothing noise, pixel units",
+    "n0": "noise samples that select the class (Cohen et al.'s n0)",
+    "n": "noise samples that estimate the class probability (Cohen et al.'s n)",
+    "alpha": "failure probability of the Clopper-Pearson bound",
+    "eps_a": "attacker budgets of Table 1 (L-norm_a)",
+    "eps_d": "defender budgets of Table 1 (L-norm_d)",
+    "norm_a": "attacker norm: 2 or inf",
+    "norm_d": "defender norm: 2 or inf",
+    "solver": "finite-sample shift solver: auto, exact or fast",
+    "fashion_dir": "directory of Fashion-MNIST IDX files: adds its pairs (default: none)",
+    "cifar_dir": "directory of the CIFAR-10 python batches: adds CIFAR-2 pairs "
+                 "(default: none)",
+    "round_epochs": "epochs to train each cat-and-mouse model u_k",
+    "sens_epochs": "epochs of Sens-FGSM training",
+    "minimax_iterations": "outer iterations of the alternating minimax solver",
+    "minimax_rho": "weight of the sensitivity penalty of minimax-sens",
+    "attnet_epochs": "epochs to train each fresh AttNet",
+    "attnet_restarts": "fresh MLP AttNets per defense (worst case per example)",
+    "cnn_attnet_restarts": "fresh convolutional AttNets per defense (0 disables)",
+    "do_eps": "budget of the double oracle's attacker oracle",
+    "do_tol": "double oracle stops when its bounds are this close",
+    "do_max_iters": "double oracle iterations at most",
+}
+
+
+def _shown(value: Any) -> str:
+    """A default as a user would type it on the command line."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return " ".join(_shown(v) for v in value) if all(
+            not isinstance(v, (tuple, list, dict)) for v in value) else str(list(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def document_defaults(p: argparse.ArgumentParser, cls: type, quick: dict[str, Any]) -> None:
+    """Give every option of ``p`` a help text that ends with its default and, where the
+    ``--quick`` preset changes it, its quick value: "training epochs (default 10; quick 2)".
+
+    Options that set a config field of ``cls`` take the field's default; the text comes
+    from the option itself or :data:`FIELD_HELP`.
+    """
+    import dataclasses
+
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for action in p._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        text = action.help or FIELD_HELP.get(action.dest, "")
+        f = fields.get(action.dest)
+        if f is not None and action.nargs != 0:
+            default = f.default if f.default is not dataclasses.MISSING else None
+            parts = []
+            if default is not None and "default" not in text:
+                parts.append(f"default {_shown(default)}")
+            if action.dest in quick:
+                parts.append(f"quick {_shown(quick[action.dest])}")
+            if parts and text.endswith(")") and "default" in text:
+                text = f"{text[:-1]}; {'; '.join(parts)})"  # "(default: all; quick 50)"
+            elif parts:
+                text = f"{text} ({'; '.join(parts)})" if text else "; ".join(parts)
+        elif isinstance(action, argparse.BooleanOptionalAction) and f is not None and (
+                "default" not in text):
+            text = f"{text} (default {_shown(f.default)})"
+        action.help = text
+
+
+def _command_module(name: str) -> tuple[Any, type, dict[str, Any]]:
+    """(module, config class, --quick preset) of a command (imports the module)."""
+    import importlib
+
+    mod_name, cls_name, _ = COMMANDS[name]
+    assert mod_name is not None and cls_name is not None
+    mod = importlib.import_module(mod_name)
+    quick = _QUICK[name] if name in _QUICK else getattr(mod, "QUICK", {})
+    return mod, getattr(mod, cls_name), quick
+
+
+def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentParser:
+    """The ``advgame`` parser. ``commands``: those that get their full option set
+    (None = all); the others are listed with their help only, so that ``advgame --help``
+    imports neither torch nor the experiments."""
     parser = _Parser(prog="advgame", description="Adversarial robustness as a two-player "
                      "zero-sum game: attacks, defenses, equilibria, certification.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    full = set(COMMANDS if commands is None else commands)
+    for name, (_, _, help_text) in COMMANDS.items():
+        if name not in full:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        if name == "report":
+            p = sub.add_parser("report", help=help_text)
+            p.add_argument("dir", type=Path, metavar="DIR", help="a run's output directory")
+            p.add_argument("--format", choices=("html", "md"), default="html",
+                           help="html (default: OUT/report.html) or md (OUT/report.md)")
+            continue
+        mod, cls, quick = _command_module(name)
+        if name in ("train", "attack"):
+            p = sub.add_parser(name, help=help_text)
+            _common(p, f"runs/{name}")
+            _data_args(p)
+            _model_args(p)
+            if name == "attack":
+                _attack_args(p)
+        else:
+            mod.register_cli(_EXTRA_COMMANDS, _RUNNERS, run_config_command, _common)
+            _EXTRA_COMMANDS[name](sub, name)
+            p = sub.choices[name]
+        document_defaults(p, cls, quick)
+    return parser
 
-    p = sub.add_parser("train", help="train a classifier (writes OUT/model.pt)")
-    _common(p, "runs/train")
-    _data_args(p)
-    _model_args(p)
 
-    p = sub.add_parser("attack", help="clean and robust accuracy under FGM/PGD")
-    _common(p, "runs/attack")
-    _data_args(p)
-    _model_args(p)
+def _attack_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="checkpoint (default: train one first)")
     p.add_argument("--attack", dest="attacks", nargs="+", default=None, help="fgm, pgd")
-    p.add_argument("--norm", default=None, help="2 or inf (default inf)")
-    p.add_argument("--eps", type=_floats, nargs="+", default=None)
-    p.add_argument("--pgd-steps", dest="pgd_steps", type=int, default=None)
-    p.add_argument("--pgd-restarts", dest="pgd_restarts", type=int, default=None)
-    p.add_argument("--n-test", dest="n_test", type=int, default=None)
-
-    for name, add in _EXTRA_COMMANDS.items():
-        add(sub, name)
-
-    p = sub.add_parser("report", help="render DIR/results.json into DIR/report.html")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument("--format", choices=("html", "md"), default="html")
-    return parser
+    p.add_argument("--norm", default=None, help="threat model norm: 2 or inf")
+    p.add_argument("--eps", type=_floats, nargs="+", default=None,
+                   help="attack budgets, in pixel units of [0, 1] images")
+    p.add_argument("--pgd-steps", dest="pgd_steps", type=int, default=None,
+                   help="PGD iterations")
+    p.add_argument("--pgd-restarts", dest="pgd_restarts", type=int, default=None,
+                   help="PGD restarts (worst case per example; the first starts at x)")
+    p.add_argument("--n-test", dest="n_test", type=int, default=None,
+                   help="test points evaluated, a seeded stratified sample (default: all)")
 
 
 # Commands defined in other modules register here: name -> add_parser(sub, name).
@@ -162,6 +295,7 @@ def _run(args: argparse.Namespace) -> None:
         path = render(args.dir, fmt=args.format)
         print(f"advgame report: wrote {path}")
         return
+    _set_threads()
     if args.command in _RUNNERS:
         _RUNNERS[args.command](args)
         return
@@ -174,12 +308,20 @@ def _run(args: argparse.Namespace) -> None:
                            _QUICK["attack"])
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv`` (its first word that is not an option)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``advgame`` console script. Returns the exit status."""
-    _set_threads()
-    _register_commands()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(words)
+    parser = build_parser([] if command is None else [command])
+    args = parser.parse_args(words)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -211,23 +353,6 @@ def _set_threads() -> None:
             threadpool_limits(1)
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
             pass
-
-
-def _register_commands() -> None:
-    """Let experiment modules add their subcommands (paper1, paper2, game, certify)."""
-    import importlib
-
-    for mod in ("advgame.experiments.paper1", "advgame.experiments.paper2",
-                "advgame.experiments.game", "advgame.experiments.certify"):
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name == mod:
-                continue
-            raise
-        register = getattr(m, "register_cli", None)
-        if register is not None:
-            register(_EXTRA_COMMANDS, _RUNNERS, run_config_command, _common)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -70,6 +70,16 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def label(desc: str) -> str:
+    """A progress-bar label: ``desc`` in one process, ``"desc (rank r)"`` under torchrun.
+
+    Example:
+        >>> label("certify")
+        'certify'
+    """
+    return f"{desc} (rank {rank()})" if world_size() > 1 else desc
+
+
 def my_units(units: Sequence[T]) -> list[T]:
     """The units this rank computes: units[rank::world_size]."""
     return list(units[rank()::world_size()])

@@ -29,6 +29,7 @@ from advgame.experiments.classifier import (
     finish,
     load_data,
     obtain_model_once,
+    record_classifier,
 )
 from advgame.experiments.common import Progress, UnitStore, config_digest, no_progress
 from advgame.validate import check_nonnegative, check_positive_int, check_probability
@@ -90,7 +91,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     mine = distributed.my_units(starts)
     local: dict[int, Any] = {}
     tick = time.perf_counter()
-    bar = progress(mine, f"certify (rank {distributed.rank()})", len(mine))
+    bar = progress(mine, distributed.label("certify"), len(mine))
     for s in bar:
         key = f"certify-s{cfg.sigma}-n{cfg.n}-{s}"
 
@@ -108,8 +109,8 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     res["timings"]["certify_s"] = elapsed
     res["timings"]["samples_per_s"] = x.shape[0] * (cfg.n + cfg.n0) / max(elapsed, 1e-9)
     res["data"] = {**data_summary(ds, y), "class": classes.tolist(), "radius": radius.tolist(),
-                   "label": y.tolist(), "world_size": distributed.world_size(),
-                   "model": info.get("source")}
+                   "label": y.tolist(), "world_size": distributed.world_size()}
+    record_classifier(res, info)
     rows = [[r, float(np.mean(correct & (radius >= r)))] for r in cfg.radii]
     res["tables"].append({
         "name": "certified_accuracy",
@@ -149,14 +150,19 @@ def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_comm
         _data_args(p)
         _model_args(p)
         p.add_argument("--model", default=None, help="checkpoint (default: train one first)")
-        p.add_argument("--sigma", type=float, default=None)
-        p.add_argument("--n0", type=int, default=None)
+        p.add_argument("--sigma", type=float, default=None,
+                       help="std of the Gaussian smoothing noise, pixel units of [0, 1]")
+        p.add_argument("--n0", type=int, default=None,
+                       help="noise samples per input that select the class (Cohen's n0)")
         p.add_argument("--num-samples", "-N", dest="n", type=int, default=None,
                        help="estimation samples per input (Cohen et al.'s N)")
-        p.add_argument("--alpha", type=float, default=None)
+        p.add_argument("--alpha", type=float, default=None,
+                       help="failure probability of each certificate (Clopper-Pearson)")
         p.add_argument("--noise-batch", dest="noise_batch", type=int, default=None,
-                       help="noisy copies per forward pass (memory does not grow with --n)")
-        p.add_argument("--n-test", dest="n_test", type=int, default=None)
+                       help="noisy copies per forward pass (memory does not grow with "
+                            "--num-samples)")
+        p.add_argument("--n-test", dest="n_test", type=int, default=None,
+                       help="test inputs certified, a seeded stratified sample")
         p.add_argument("--noise", choices=smoothing.NOISE_MODES, default=None,
                        help="noise across the inputs of a block: shared (default; one draw "
                             "serves the block, per input i.i.d.) or independent")

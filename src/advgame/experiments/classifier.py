@@ -153,7 +153,8 @@ def obtain_model(
                 "model", f"checkpoint expects inputs {tuple(ck['input_shape'])} with "
                 f"{ck['num_classes']} classes, data has {ds.input_shape} with {ds.num_classes}"
             )
-        return model, {"source": str(model_path), **ck.get("meta", {})}
+        return model, {"source": str(model_path), **ck.get("meta", {}),
+                       "checkpoint": checkpoint_classifier(ck)}
     own = out / "model.pt"
     if own.is_file():
         model, ck = load_checkpoint(own, map_location=device)
@@ -166,6 +167,36 @@ def obtain_model(
         save_checkpoint(own, model, arch=cfg.arch, input_shape=ds.input_shape,
                         num_classes=ds.num_classes, kwargs=cfg.arch_kwargs(), meta=meta)
     return model, {"source": "trained", **summary}
+
+
+#: The config fields that describe how the classifier was built and trained.
+CLASSIFIER_FIELDS = ("arch", "hidden", "epochs", "batch_size", "lr")
+
+
+def checkpoint_classifier(ck: dict[str, Any]) -> dict[str, Any]:
+    """How a loaded checkpoint's classifier was built and trained: ``arch`` and ``hidden``
+    from the checkpoint itself, ``epochs``, ``batch_size``, ``lr`` (None when unknown, as
+    for a checkpoint written by other code) from the training config stored in its meta."""
+    trained = ck.get("meta", {}).get("config", {}) or {}
+    hidden = ck.get("kwargs", {}).get("hidden")
+    return {"arch": ck.get("arch"), "hidden": list(hidden) if hidden is not None else None,
+            **{k: trained.get(k) for k in ("epochs", "batch_size", "lr")}}
+
+
+def record_classifier(res: dict[str, Any], info: dict[str, Any]) -> None:
+    """Record in ``res`` the classifier a run used: ``data.model`` is its source (a path,
+    "trained" or "resumed"), and for a loaded checkpoint ``config``'s classifier fields
+    (arch, hidden, epochs, batch_size, lr) become the checkpoint's -- the values of the
+    run's own config were not used -- with ``data.classifier`` saying where they came from.
+    """
+    res["data"]["model"] = info.get("source")
+    ck = info.get("checkpoint")
+    if ck is None:
+        res["data"]["classifier"] = {"from": "this run's config",
+                                     **{k: res["config"].get(k) for k in CLASSIFIER_FIELDS}}
+        return
+    res["config"].update({k: ck[k] for k in CLASSIFIER_FIELDS if k in ck})
+    res["data"]["classifier"] = {"from": f"checkpoint {info.get('source')}", **ck}
 
 
 def obtain_model_once(
@@ -236,6 +267,8 @@ def evaluated(ds: Dataset, y_eval: torch.Tensor) -> str:
             else ", ".join(map(str, cls)))
     if len(values) == 1:
         per = f"{values.pop()} of each of classes {span}"
+    elif max(values) - min(values) <= 2:
+        per = f"{min(values)}-{max(values)} of each of classes {span}"
     else:
         per = "per class " + ", ".join(f"{c}: {k}" for c, k in counts.items())
     return f"{int(y_eval.shape[0])} test images of {ds.name} ({per})"
@@ -293,9 +326,29 @@ def run_train(
         "columns": ["split", "accuracy"],
         "rows": [["train", summary["train_accuracy"]], ["test", summary["test_accuracy"]]],
     })
-    res["data"] = {**data_summary(ds, ds.y_test), "model": str(out / "model.pt"), **summary}
+    res["data"] = {**data_summary(ds, ds.y_test), **summary, "model": str(out / "model.pt")}
+    res["summary"] = train_findings(cfg, ds, summary)
     finish(out, res, t0)
     return res
+
+
+def train_findings(cfg: ModelConfig, ds: Dataset, summary: dict[str, Any]) -> list[str]:
+    """The findings of ``advgame train``: accuracies, the training gap, the loss curve."""
+    how = ("loaded from its earlier run (same config)" if summary.get("source") == "resumed"
+           else f"trained {cfg.epochs} epochs in {summary.get('train_s') or 0.0:.1f} s")
+    tr, te = float(summary["train_accuracy"]), float(summary["test_accuracy"])
+    out = [f"{cfg.arch} on {ds.name} classes {list(ds.classes)}, {how}: train accuracy "
+           f"{tr:.4f}, test accuracy {te:.4f} on {evaluated(ds, ds.y_test)}."]
+    gap = tr - te
+    out.append(f"Train minus test accuracy is {gap:+.4f}"
+               + (" (over-fitting: more data or fewer epochs may help)." if gap > 0.05
+                  else " (no sign of over-fitting)."))
+    loss = summary.get("loss_curve") or []
+    if len(loss) >= 2:
+        out.append(f"Training loss went from {loss[0]:.4f} (epoch 1) to {loss[-1]:.4f} "
+                   f"(epoch {len(loss)})" + ("; still falling: more epochs may help."
+                                             if loss[-1] < 0.98 * loss[-2] else "."))
+    return out
 
 
 # --------------------------------------------------------------------------- attack
@@ -402,8 +455,8 @@ def run_attack(
         "rows": [[a.upper(), clean] + acc[a] for a in cfg.attacks],
     })
     res["data"] = {**data_summary(ds, y), "clean_accuracy": clean, "eps": list(cfg.eps),
-                   "robust_accuracy": acc, "model": info.get("source"),
-                   "world_size": distributed.world_size()}
+                   "robust_accuracy": acc, "world_size": distributed.world_size()}
+    record_classifier(res, info)
     res["summary"].append(
         f"On {evaluated(ds, y)}: clean accuracy {clean:.3f}; at eps={cfg.eps[-1]:g} "
         + ", ".join(f"{a.upper()} leaves {acc[a][-1]:.3f}" for a in cfg.attacks) + "."

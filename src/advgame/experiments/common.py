@@ -366,7 +366,7 @@ def sharded_units(store: UnitStore, jobs: list[tuple[str, Callable[[], Any]]],
     from advgame import distributed
 
     mine = distributed.my_units(list(range(len(jobs))))
-    label = f"{desc} (rank {distributed.rank()})" if distributed.world_size() > 1 else desc
+    label = distributed.label(desc)
     local = {i: store.get_or_compute(*jobs[i]) for i in progress(mine, label, len(mine))}
     merged = distributed.gather_units(local)
     return [merged[i] for i in range(len(jobs))]

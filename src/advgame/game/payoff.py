@@ -310,7 +310,7 @@ def _share_cells(
     its own key, so the process does not matter), then every rank stores every cell."""
     mine = distributed.my_units(list(pairs))
     it: Iterable[Any] = mine if progress is None else progress(
-        mine, f"payoff cells (rank {distributed.rank()})", len(mine))
+        mine, distributed.label("payoff cells"), len(mine))
     local: dict[str, Any] = {}
     for d, a in it:
         key = ev.cell_key(defenses[d], attacks[a])
