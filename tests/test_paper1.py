@@ -201,6 +201,26 @@ def test_config_rejects_bad_values() -> None:
         Paper1Config(solver="magic")
     with pytest.raises(InputError, match="norm_d"):
         Paper1Config(norm_d="1")
+    with pytest.raises(InputError, match="objective"):
+        Paper1Config(objective="unbounded")
+    for bad in (-0.01, 1.5, float("nan")):
+        with pytest.raises(InputError, match="max_clean_drop"):
+            Paper1Config(max_clean_drop=bad)
+
+
+@pytest.mark.parametrize("flags", [["--objective", "nobox"], ["--max-clean-drop", "2"],
+                                   ["--max-clean-drop", "x"]])
+def test_cli_bad_s1_game_options_exit_2(tmp_path: Path, flags: list[str],
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    try:  # argparse exits for a value of the wrong type; the config check returns 2
+        code = main(["paper1", "--quick", "--out", str(out), *flags])
+    except SystemExit as e:
+        code = e.code  # type: ignore[assignment]
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
 
 
 def test_fashion_and_cifar_pairs_from_directories(tmp_path: Path) -> None:
