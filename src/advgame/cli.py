@@ -85,6 +85,9 @@ COMMANDS: dict[str, tuple[str | None, str | None, str]] = {
              "mixed defense, double oracle"),
     "certify": ("advgame.experiments.certify", "CertifyConfig",
                 "randomized-smoothing certification of a model"),
+    "evaluate": ("advgame.experiments.evaluate", "EvaluateConfig",
+                 "robust accuracy to the AutoAttack standard (APGD, FAB, Square cascade) "
+                 "with gradient-masking checks"),
     "report": (None, None, "render DIR/results.json into DIR/report.html"),
 }
 

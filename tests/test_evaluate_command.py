@@ -1,0 +1,56 @@
+"""``advgame evaluate``: the cascade per eps on a saved model, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from advgame.cli import main
+
+TRAIN = ["--dataset", "digits-8x8", "--epochs", "5", "--hidden", "32", "--batch-size", "32"]
+
+
+def load(p: Path) -> dict:
+    return json.loads((p / "results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eval-model")
+    assert main(["train", *TRAIN, "--out", str(out)]) == 0
+    return out / "model.pt"
+
+
+def test_evaluate_writes_the_cascade_and_resumes(tmp_path: Path, model: Path) -> None:
+    out = tmp_path / "ev"
+    args = ["evaluate", *TRAIN, "--model", str(model), "--eps", "0.05", "0.2", "--n-test",
+            "30", "--attacks", "apgd-ce,apgd-t,square", "--out", str(out)]
+    assert main(args) == 0
+    res = load(out)
+    evs = res["data"]["evaluations"]
+    assert [e["eps"] for e in evs] == [0.05, 0.2]
+    assert res["data"]["n_test"] == 30 and sum(res["data"]["class_counts"].values()) == 30
+    for e in evs:
+        assert [s["name"] for s in e["stages"]] == ["apgd-ce", "apgd-t", "square"]
+        assert e["stages"][0]["attacked"] == round(e["clean_accuracy"] * 30)
+        assert e["robust_accuracy"] == pytest.approx(sum(e["robust"]) / 30)
+    assert evs[1]["robust_accuracy"] <= evs[0]["robust_accuracy"]
+    names = {t["name"] for t in res["tables"]}
+    assert {"cascade_eps_0.05", "cascade_eps_0.2", "flags", "robust_vs_eps"} <= names
+    assert (out / "robust_vs_eps.png").stat().st_size > 0
+    assert (out / "report.html").is_file()
+    again = load(out) if main(args) == 0 else None  # stored units: the same tables
+    assert again is not None and again["tables"] == res["tables"]
+
+
+@pytest.mark.parametrize("flags", [["--attacks", "magic"], ["--eps", "-0.1"],
+                                   ["--norm", "3"], ["--n-test", "0"]])
+def test_evaluate_bad_input_exits_2(tmp_path: Path, model: Path, flags: list[str],
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bad"
+    assert main(["evaluate", *TRAIN, "--model", str(model), *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
