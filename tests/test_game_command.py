@@ -202,3 +202,44 @@ def test_game_config_defaults_parse() -> None:
         GameConfig(do_attacker="oracle")
     with pytest.raises(InputError, match="defenders"):
         GameConfig(defenders=())
+
+
+def test_strong_attack_kinds_in_the_game() -> None:
+    """apgd, square, fab, cw and autoattack strategies parse, build and stay in the ball;
+    AutoAttack is at least as strong as APGD-CE alone on every point."""
+    import torch
+
+    from advgame.game.strategies import BuildContext, build_attackers, parse_strategies
+    from advgame.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 4, 4), 3, hidden=(16,))
+    x = torch.rand(12, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    y = model(x).argmax(1)
+    ctx = BuildContext(x, y, 3, model)
+    specs = [{"name": "APGD-T", "kind": "apgd", "eps": 0.1, "targeted": True, "loss": "dlr",
+              "steps": 10},
+             {"name": "Square", "kind": "square", "eps": 0.1, "queries": 50},
+             {"name": "FAB", "kind": "fab", "eps": 0.1, "steps": 5},
+             {"name": "CW", "kind": "cw", "eps": 0.5, "norm": "2", "steps": 20},
+             {"name": "AA", "kind": "autoattack", "eps": 0.1},
+             {"name": "APGD", "kind": "apgd", "eps": 0.1}]
+    _, at = parse_strategies([{"name": "clean", "kind": "clean"}], specs)
+    atks, skipped = build_attackers(at, ctx, {})
+    assert skipped == {} and set(atks) == {s["name"] for s in specs}
+    fooled = {}
+    for name, a in atks.items():  # the same seed: AA's first stage is this APGD-CE run
+        xa = a.craft(model, x, y, generator=torch.Generator().manual_seed(0))
+        d = (xa - x).flatten(1)
+        size = d.norm(dim=1) if a.norm == "2" else d.abs().amax(1)
+        assert bool((size <= a.eps + 1e-5).all() and (xa >= 0).all() and (xa <= 1).all())
+        with torch.no_grad():
+            fooled[name] = model(xa).argmax(1) != y
+    assert bool((fooled["AA"] | ~fooled["APGD"]).all())
+    for bad, arg in [({"name": "c", "kind": "cw", "eps": 0.1}, "norm"),
+                     ({"name": "a", "kind": "apgd", "eps": 0.1, "loss": "hinge"}, "loss"),
+                     ({"name": "a", "kind": "autoattack", "eps": 0.1, "version": "x"},
+                      "version")]:
+        with pytest.raises(InputError) as info:
+            parse_strategies([{"name": "clean", "kind": "clean"}], [bad])
+        assert arg in str(info.value)

@@ -480,6 +480,46 @@ class LibrarySpec(AttackerSpec):
         return d
 
 
+@dataclass(frozen=True, kw_only=True)
+class StrongSpec(AttackerSpec):
+    """The evaluation-grade attacks of :mod:`advgame.attacks.cascade`, run white box
+    against the defended model: kind ``apgd`` (``loss`` ce or dlr, ``targeted``, ``steps``,
+    ``restarts``), ``square`` (``queries``, gradient-free), ``fab`` (``targeted``, default
+    true = FAB-T, ``steps``), ``cw`` (L2 only: Carlini-Wagner, reported at eps) and
+    ``autoattack`` (the cascade of ``version``: standard, plus or rand)."""
+
+    kind: ClassVar[str] = "apgd"
+    method: str = "apgd"
+    loss: str = "ce"
+    targeted: bool | None = None
+    steps: int = 100
+    restarts: int = 1
+    queries: int = 5000
+    version: str = "standard"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method not in STRONG_KINDS:
+            raise InputError("method", f"must be one of {STRONG_KINDS}, got {self.method!r}")
+        if self.loss not in ("ce", "dlr"):
+            raise InputError("loss", f"must be ce or dlr, got {self.loss!r}")
+        for name in ("steps", "restarts", "queries"):
+            check_positive_int(name, getattr(self, name))
+        from advgame.attacks.cascade import VERSIONS
+
+        if self.version not in VERSIONS:
+            raise InputError("version", f"must be one of {sorted(VERSIONS)}, got "
+                             f"{self.version!r}")
+        if self.method == "cw" and parse_norm(self.norm) != "2":
+            raise InputError("norm", "cw is an L2 attack: set norm = 2")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "kind": self.method}
+
+
+STRONG_KINDS = ("apgd", "square", "fab", "cw", "autoattack")
+
+
 #: Modules of the attack libraries the adapters wrap.
 LIBRARIES: dict[str, str] = {"art": "art.attacks.evasion", "torchattacks": "torchattacks"}
 
@@ -492,6 +532,7 @@ DEFENDER_KINDS: dict[str, type[DefenderSpec]] = {
 ATTACKER_KINDS: dict[str, type[AttackerSpec]] = {
     "fgm": GradientSpec, "fgsm": GradientSpec, "pgd": GradientSpec, "attnet": AttNetSpec,
     "transfer": TransferSpec, "art": LibrarySpec, "torchattacks": LibrarySpec,
+    **{k: StrongSpec for k in STRONG_KINDS},
 }
 
 
@@ -515,6 +556,8 @@ def _parse_one(entry: object, where: str, kinds: Mapping[str, type[StrategySpec]
         if kind == "fgsm":
             if parse_norm(data.get("norm", "inf")) != "inf":
                 raise InputError(where, "fgsm is the L-inf FGM; use kind = 'fgm' for L2")
+    elif cls is StrongSpec:
+        data["method"] = kind
     elif cls is LibrarySpec:
         data["library"] = kind
         params = data.get("params", {})
@@ -999,6 +1042,45 @@ class GradientAttack(Attack):
                     fooled = fooled | ok
             assert best is not None
             return best
+        return _batched(one, x, y, self.batch_size)
+
+
+class StrongAttack(Attack):
+    """APGD, Square, FAB, CW or the AutoAttack cascade (:class:`StrongSpec`) against the
+    target, white box; the generator drives their random starts and searches.
+
+    Example:
+        >>> atk = StrongAttack("APGD", StrongSpec(name="APGD", eps=0.1, steps=5))
+        >>> f = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        >>> x = torch.rand(3, 1, 2, 2)
+        >>> bool(((atk.craft(f, x, f(x).argmax(1)) - x).abs() <= 0.1 + 1e-6).all())
+        True
+    """
+
+    def __init__(self, name: str, spec: StrongSpec, *, batch_size: int = 500,
+                 key: str | None = None) -> None:
+        super().__init__(name, spec.eps, spec.norm, key)
+        self.spec = spec
+        self.batch_size = batch_size
+
+    def craft(self, target: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        from advgame.attacks import apgd, auto_attack, cw_l2, fab, square
+
+        s, e, p = self.spec, self.eps, self.norm
+
+        def one(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            if s.method == "apgd":
+                return apgd(target, xb, yb, e, p, steps=s.steps, loss=s.loss,
+                            targeted=bool(s.targeted), restarts=s.restarts, generator=generator)
+            if s.method == "square":
+                return square(target, xb, yb, e, p, queries=s.queries, generator=generator)
+            if s.method == "fab":
+                return fab(target, xb, yb, e, p, steps=s.steps, restarts=s.restarts,
+                           targeted=s.targeted is not False, generator=generator)
+            if s.method == "cw":
+                return cw_l2(target, xb, yb, steps=s.steps).at(xb, e)
+            return auto_attack(target, xb, yb, e, p, version=s.version, generator=generator)
         return _batched(one, x, y, self.batch_size)
 
 
@@ -1496,6 +1578,8 @@ def build_attackers(
             else:
                 surrogate = defenders[spec.surrogate]
             a = TransferAttack(spec.name, surrogate, inner, key=key)
+        elif isinstance(spec, StrongSpec):
+            a = StrongAttack(spec.name, spec, key=key)
         elif isinstance(spec, LibrarySpec):
             if not library_available(spec.library):
                 skipped[spec.name] = f"{spec.library} is not installed"
