@@ -1,0 +1,186 @@
+"""Benchmark: advgame's APGD, Square and AutoAttack cascade against torchattacks'.
+
+In one process, on one model -- advgame's ``SmallCNN`` trained here on the 5,000 embedded
+MNIST digits (10 classes, seeded) -- and the same ``--n`` stratified test images, it runs:
+
+- the cascade: ``advgame.attacks.run_cascade(..., "standard")`` (APGD-CE, APGD-T, FAB-T,
+  Square-5000) and ``torchattacks.AutoAttack(version="standard")``: robust accuracy, its
+  standard error sqrt(p (1 - p) / n), wall time, and the ratio;
+- APGD-CE (100 steps, one restart): advgame, torchattacks' ``APGD`` and a minimal
+  hand-written loop of the same forward/backward passes (momentum step, projection, clamp;
+  no step-size schedule or best-point tracking) -- times and robust accuracies;
+- Square (``--square-queries`` queries): advgame and torchattacks' ``Square``.
+
+Needs torchattacks: run it with the bench venv (``scripts/bench-setup.sh``).
+
+Usage:
+    .venv-bench/bin/python benchmarks/autoattack.py                  # prints Markdown
+    .venv-bench/bin/python benchmarks/autoattack.py --update benchmarks/BENCHMARKS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+from bench_common import header_lines, update_section
+from torch import nn
+from torch.nn import functional as F
+
+from advgame.attacks import ATTACKS, apgd, fab, run_cascade, square
+from advgame.data import load_dataset, stratified_indices
+from advgame.models import TrainConfig, accuracy, build_model, train
+
+T = TypeVar("T")
+HEADING = "## Strong attacks and the AutoAttack cascade (benchmarks/autoattack.py)"
+
+
+def plain_apgd_passes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                      steps: int) -> torch.Tensor:
+    """The least an APGD-CE loop does: ``steps`` forward + backward passes with the
+    momentum step, the projection on the ball and the clamp to the box."""
+    x_adv = (x + eps * (2 * torch.rand_like(x) - 1)).clamp(0, 1)
+    prev = x_adv
+    step = 2 * eps
+    lo, hi = (x - eps).clamp(min=0), (x + eps).clamp(max=1)
+    for i in range(steps):
+        xa = x_adv.detach().requires_grad_(True)
+        loss = F.cross_entropy(model(xa), y, reduction="sum")
+        (g,) = torch.autograd.grad(loss, xa)
+        with torch.no_grad():
+            z = torch.clamp(x_adv + step * g.sign(), lo, hi)
+            a = 0.75 if i else 1.0
+            prev, x_adv = x_adv, torch.clamp(x_adv + a * (z - x_adv) + (1 - a) * (x_adv - prev),
+                                             lo, hi)
+    return x_adv
+
+
+def robust(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(x_adv).argmax(1) == y).float().mean())
+
+
+def timed(fn: Callable[[], T]) -> tuple[T, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=200, help="test images (stratified)")
+    ap.add_argument("--eps", type=float, default=0.1, help="L-inf budget")
+    ap.add_argument("--epochs", type=int, default=5, help="training epochs of the CNN")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--square-queries", type=int, default=1000)
+    ap.add_argument("--skip-torchattacks-autoattack", action="store_true",
+                    help="skip the slowest run (torchattacks' AutoAttack)")
+    ap.add_argument("--update", default=None, help="BENCHMARKS.md to update")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    import torchattacks
+
+    load0 = os.getloadavg()[0]
+    ds = load_dataset("mnist-5k")
+    torch.manual_seed(0)
+    model = build_model("cnn", ds.input_shape, 10)
+    t0 = time.perf_counter()
+    train(model, ds.x_train, ds.y_train, TrainConfig(epochs=args.epochs),
+          generator=torch.Generator().manual_seed(0))
+    train_s = time.perf_counter() - t0
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    idx = stratified_indices(ds.y_test, args.n, generator=torch.Generator().manual_seed(0))
+    x, y = ds.x_test[idx], ds.y_test[idx]
+    clean = accuracy(model, x, y)
+    eps, n = args.eps, x.shape[0]
+    rows: list[tuple[str, float, float]] = []
+
+    cascade, t_adv = timed(lambda: run_cascade(model, x, y, eps, "inf", "standard",
+                                               torch.Generator().manual_seed(0)))
+    acc_adv = robust(model, cascade.x_adv, y)
+    stages = cascade.stages
+    rows.append(("advgame run_cascade('standard')", acc_adv, t_adv))
+    # torchattacks' AutoAttack runs APGD, APGD-T and FAB with their default 10 iterations
+    # (the reference protocol uses 100): the same cascade at that effort, for equal work
+    ATTACKS["apgd-ce@10"] = lambda m, xx, yy, e, p, g: apgd(m, xx, yy, e, p, steps=10,
+                                                            generator=g)
+    ATTACKS["apgd-t@10"] = lambda m, xx, yy, e, p, g: apgd(m, xx, yy, e, p, steps=10,
+                                                           targeted=True, generator=g)
+    ATTACKS["fab-t@10"] = lambda m, xx, yy, e, p, g: fab(m, xx, yy, e, p, steps=10,
+                                                         generator=g)
+    light, t_light = timed(lambda: run_cascade(
+        model, x, y, eps, "inf", ["apgd-ce@10", "apgd-t@10", "fab-t@10", "square"],
+        torch.Generator().manual_seed(0)))
+    acc_light = robust(model, light.x_adv, y)
+    rows.append(("advgame cascade at torchattacks' effort (10 iterations, Square 5000)",
+                 acc_light, t_light))
+    if not args.skip_torchattacks_autoattack:
+        aa = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard",
+                                     n_classes=10, seed=0)
+        xt, t_ta = timed(lambda: aa(x, y))
+        acc_ta = robust(model, xt, y)
+        rows.append(("torchattacks AutoAttack(standard)", acc_ta, t_ta))
+    g = torch.Generator().manual_seed(0)
+    xa, t_ap = timed(lambda: apgd(model, x, y, eps, "inf", steps=100, generator=g))
+    rows.append(("advgame apgd (CE, 100 steps)", robust(model, xa, y), t_ap))
+    tap = torchattacks.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce",
+                            seed=0)
+    xb, t_tap = timed(lambda: tap(x, y))
+    rows.append(("torchattacks APGD (CE, 100 steps)", robust(model, xb, y), t_tap))
+    torch.manual_seed(0)
+    xc, t_plain = timed(lambda: plain_apgd_passes(model, x, y, eps, 100))
+    rows.append(("plain loop (100 forward/backward + momentum step)", robust(model, xc, y),
+                 t_plain))
+    q = args.square_queries
+    xs, t_sq = timed(lambda: square(model, x, y, eps, "inf", queries=q,
+                                    generator=torch.Generator().manual_seed(0)))
+    rows.append((f"advgame square ({q} queries)", robust(model, xs, y), t_sq))
+    tsq = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=q, n_restarts=1, seed=0)
+    xts, t_tsq = timed(lambda: tsq(x, y))
+    rows.append((f"torchattacks Square ({q} queries)", robust(model, xts, y), t_tsq))
+    load1 = os.getloadavg()[0]
+
+    se = math.sqrt(max(acc_adv * (1 - acc_adv), 1e-12) / n)
+    command = "python " + " ".join(["benchmarks/autoattack.py", *sys.argv[1:]])
+    lines = header_lines(HEADING, command, (load0, load1), f"torch threads: {args.threads}")
+    lines += [
+        f"Versions: torch {torch.__version__}, torchattacks {torchattacks.__version__}  ",
+        "",
+        f"Model: advgame SmallCNN trained {args.epochs} epochs on mnist-5k ({train_s:.0f} s), "
+        f"clean accuracy {clean:.3f} on {n} stratified test images; L-inf eps = {eps:g}. "
+        f"Standard error of a robust accuracy p: sqrt(p(1-p)/n) = {se:.3f} at "
+        f"p = {acc_adv:.3f}.",
+        "",
+        "| method | robust accuracy | wall time (s) |",
+        "|---|---:|---:|",
+        *[f"| {name} | {acc:.3f} | {t:.1f} |" for name, acc, t in rows],
+        "",
+        "advgame cascade stages (points attacked -> fooled, seconds): "
+        + "; ".join(f"{s.name} {s.attacked} -> {s.fooled}, {s.time_s:.1f} s" for s in stages)
+        + ".",
+    ]
+    if not args.skip_torchattacks_autoattack:
+        lines += ["", f"Ratios: cascade time / torchattacks AutoAttack time = "
+                      f"{t_adv / t_ta:.2f}x at the reference effort (100 iterations, 10x "
+                      f"torchattacks'), {t_light / t_ta:.2f}x at equal effort (robust accuracy "
+                      f"{acc_light:.3f}); robust accuracy {acc_adv:.3f} vs {acc_ta:.3f} "
+                      f"(difference {acc_adv - acc_ta:+.3f}, one standard error {se:.3f}). "
+                      f"APGD: advgame / torchattacks = {t_ap / t_tap:.2f}x, advgame / plain "
+                      f"loop = {t_ap / t_plain:.2f}x. Square: advgame / torchattacks = "
+                      f"{t_sq / t_tsq:.2f}x."]
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if args.update:
+        update_section(args.update, section)
+
+
+if __name__ == "__main__":
+    main()
