@@ -109,6 +109,10 @@ def test_relu_network_outputs_and_resume(tmp_path: Path) -> None:
     assert zero["none_fgm_true"] == zero["none_fgm_approx"]
     # FGM on a two-logit network is the exact best response of its linearization, so in
     # the linearized payoff game no attack column beats it (up to a rounding tie)
+    for row in res["data"]["table1"][0]["rows"]:  # the worst case is below every attack
+        vals = [v for v in row["true"] if v is not None]
+        vals += [v for v in (row["aa_true"], row["bpda_true"]) if v is not None]
+        assert row["worst_true"] <= min(vals) + 1e-9, row["defense"]
     n_test = res["data"]["n_test"]
     lin = next(g for g in res["data"]["payoff_games"] if g["which"] == "approx")
     assert lin["attacker_gain"] <= 1.0 / n_test + 1e-12

@@ -37,7 +37,13 @@ from torch import nn
 
 from advgame.attacks.apgd import apgd, dlr_loss
 from advgame.attacks.base import eval_mode
-from advgame.attacks.cascade import GRADIENT_FREE, CascadeResult, StageReport, run_cascade
+from advgame.attacks.cascade import (
+    CascadeResult,
+    StageReport,
+    Stages,
+    is_gradient_free,
+    run_cascade,
+)
 from advgame.attacks.gradient import fgm
 from advgame.attacks.score import square
 from advgame.threat import Norm, parse_norm
@@ -112,7 +118,7 @@ def evaluate(
     y: torch.Tensor,
     eps: float,
     norm: Norm | str | float = "inf",
-    attacks: str | Sequence[str] = "standard",
+    attacks: Stages = "standard",
     generator: torch.Generator | None = None,
     *,
     checks: bool = True,
@@ -161,8 +167,8 @@ def evaluate(
     names = [s.name for s in res.stages]
     grad_fooled = 0
     for s in res.stages:
-        if s.name in GRADIENT_FREE and any(m not in GRADIENT_FREE for m in
-                                           names[:names.index(s.name)]):
+        if is_gradient_free(s.name) and any(not is_gradient_free(m) for m in
+                                            names[:names.index(s.name)]):
             grad_fooled += s.fooled
     figures["gradient_free_fooled_after_gradient"] = grad_fooled
     if _enough(grad_fooled, n):
@@ -176,7 +182,7 @@ def evaluate(
 
 
 def _checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm,
-            res: CascadeResult, attacks: str | Sequence[str], gen: torch.Generator | None,
+            res: CascadeResult, attacks: Stages, gen: torch.Generator | None,
             figures: dict[str, float | bool]) -> list[Flag]:
     flags: list[Flag] = []
     n = x.shape[0]
@@ -192,8 +198,7 @@ def _checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm
                           "cross-entropy and DLR attacks lose their scale; return logits"))
     random_out = not torch.equal(out1, out2)
     figures["random_outputs"] = random_out
-    eot = isinstance(attacks, str) and attacks == "rand" or any(
-        "eot" in a for a in ([attacks] if isinstance(attacks, str) else attacks))
+    eot = any("eot" in s.name for s in res.stages)
     if random_out and not eot:
         flags.append(Flag("random_outputs_without_eot",
                           "two forward passes on the same inputs differ (a randomized "

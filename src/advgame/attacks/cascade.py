@@ -73,8 +73,15 @@ VERSIONS: dict[str, tuple[str, ...]] = {
     "rand": ("apgd-ce-eot", "apgd-dlr-eot"),
 }
 
-#: Stages that never ask the model for a gradient.
-GRADIENT_FREE = frozenset({"square", "square-5"})
+def is_gradient_free(name: str) -> bool:
+    """Whether the stage named ``name`` never asks the model for a gradient (Square and
+    stages named after it, such as a caller's "square (1000 queries)").
+
+    Example:
+        >>> is_gradient_free("square-5"), is_gradient_free("apgd-ce")
+        (True, False)
+    """
+    return name.startswith("square")
 
 
 def _repeat(attack: Callable[..., torch.Tensor], times: int, m: nn.Module, x: torch.Tensor,
@@ -132,20 +139,25 @@ class CascadeResult:
         return float(self.robust.float().mean())
 
 
-def _stages(attacks: str | Sequence[str]) -> tuple[str, ...]:
+Stages = str | Sequence[str | tuple[str, Stage]]
+
+
+def _stages(attacks: Stages) -> tuple[tuple[str, Stage], ...]:
+    """(name, stage) pairs: a version, comma-separated names, or a list of names and
+    (name, stage) pairs (a caller's own stage, e.g. Square with fewer queries)."""
     if isinstance(attacks, str):
-        if attacks in VERSIONS:
-            return VERSIONS[attacks]
-        names: Sequence[str] = [a.strip() for a in attacks.split(",") if a.strip()]
+        items: Sequence[str | tuple[str, Stage]] = (
+            VERSIONS[attacks] if attacks in VERSIONS
+            else [a.strip() for a in attacks.split(",") if a.strip()])
     else:
-        names = list(attacks)
-    if not names:
+        items = list(attacks)
+    if not items:
         raise InputError("attacks", "give at least one attack")
-    unknown = [a for a in names if a not in ATTACKS]
+    unknown = [a for a in items if isinstance(a, str) and a not in ATTACKS]
     if unknown:
         raise InputError("attacks", f"unknown attack(s) {unknown}; choose a version "
                          f"{sorted(VERSIONS)} or names from {sorted(ATTACKS)}")
-    return tuple(names)
+    return tuple((a, ATTACKS[a]) if isinstance(a, str) else (str(a[0]), a[1]) for a in items)
 
 
 def run_cascade(
@@ -154,13 +166,14 @@ def run_cascade(
     y: torch.Tensor,
     eps: float,
     norm: Norm | str | float = "inf",
-    attacks: str | Sequence[str] = "standard",
+    attacks: Stages = "standard",
     generator: torch.Generator | None = None,
     *,
     progress: Callable[[str], None] | None = None,
 ) -> CascadeResult:
-    """Run the stages of ``attacks`` (a version name, a comma-separated string or a list
-    of names from :data:`ATTACKS`) one after the other, each on the points still robust.
+    """Run the stages of ``attacks`` (a version name, a comma-separated string, or a list
+    of names from :data:`ATTACKS` and (name, stage) pairs) one after the other, each on the
+    points still robust.
 
     Shape: x (N, ...) in [0, 1], y (N,) -> :class:`CascadeResult`.
 
@@ -181,14 +194,14 @@ def run_cascade(
     fooled_by = torch.where(clean, -1, -2).to(torch.int64)
     x_adv = x.clone()
     reports = []
-    for k, name in enumerate(names):
+    for k, (name, stage) in enumerate(names):
         todo = torch.nonzero(robust).squeeze(1)
         t0 = time.perf_counter()
         fooled = 0
         if todo.numel() > 0:
             if progress is not None:
                 progress(f"{name}: {todo.numel()} points")
-            xa = ATTACKS[name](model, x[todo], y[todo], e, p, generator)
+            xa = stage(model, x[todo], y[todo], e, p, generator)
             with eval_mode(model), torch.no_grad():
                 now = model(xa).argmax(1) != y[todo]
             hit = todo[now]

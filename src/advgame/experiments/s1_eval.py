@@ -23,6 +23,7 @@ from torch import nn
 
 from advgame import smoothing
 from advgame.attacks import attack_loop
+from advgame.defenses.preprocessing import Preprocessed
 from advgame.linear import binary_logit, linear_logit, worst_linear_margin
 from advgame.threat import Norm, clip_box, dual_norm
 
@@ -36,6 +37,9 @@ class Defense:
     or ``"gaussian_payoff"`` (v ~ N(0, sigma^2 I), expected accuracy: the game's payoff).
     ``clip``: shifts only: the defended input clip(z + v, 0, 1) instead of z + v (the
     paper's additive model leaves the box; clipping is an evaluated variant).
+    ``"transform"``: an input-dependent preprocessing T (median filter, bit-depth
+    reduction; :mod:`advgame.defenses.preprocessing`): the network sees T(z), the
+    linearization w.T(z) + b.
     """
 
     name: str
@@ -44,6 +48,7 @@ class Defense:
     probs: torch.Tensor | None = None  # (k,)
     sigma: float = 0.0
     clip: bool = False
+    transform: nn.Module | None = None  # kind "transform": the input-dependent defense
 
     def support(self) -> tuple[torch.Tensor, list[float]]:
         """Shift defenses: the shifts (k, ...) and their probabilities."""
@@ -136,6 +141,11 @@ def evaluate(
             approx += p * _correct_approx(w, b, zv, ys)
         return true, approx
     y01 = ((ys + 1) // 2).long()
+    if defense.kind == "transform":
+        assert defense.transform is not None
+        with torch.no_grad():
+            tz = defense.transform(z)
+        return _correct_true(model, tz, ys), _correct_approx(w, b, tz, ys)
     if defense.kind == "gaussian_vote":
         pred = smoothing.predict(model, z, defense.sigma, n=n_noise, alpha=alpha,
                                  generator=generator, num_classes=2)
@@ -158,6 +168,11 @@ def outside_box(defense: Defense, z: torch.Tensor) -> float:
     Gaussian noise: E P[z_j + N(0, sigma^2) outside [0, 1]] = Phi(-z_j / sigma) +
     Phi((z_j - 1) / sigma), averaged.
     """
+    if defense.kind == "transform":
+        assert defense.transform is not None
+        with torch.no_grad():
+            tz = defense.transform(z)
+        return float(((tz < 0) | (tz > 1)).double().mean())
     if defense.kind in ("shift", "mixture"):
         if defense.clip:
             return 0.0
@@ -171,7 +186,12 @@ def outside_box(defense: Defense, z: torch.Tensor) -> float:
 
 def adaptive_model(defense: Defense, model: nn.Module, *, eot: int = 16,
                    generator: torch.Generator | None = None) -> nn.Module:
-    """The network an adaptive white-box attacker differentiates for this defense."""
+    """The network an adaptive white-box attacker differentiates for this defense (for a
+    transform: the defense itself, whose gradient the transform may mask; see
+    :meth:`advgame.defenses.preprocessing.Preprocessed.with_bpda`)."""
+    if defense.kind == "transform":
+        assert defense.transform is not None
+        return Preprocessed(model, defense.transform)
     if defense.kind == "shift":
         assert defense.shifts is not None
         return Shifted(model, defense.shifts[0], clip=defense.clip)

@@ -30,6 +30,12 @@ class Paper1Config(ModelConfig):
     (Table 1 shows the clipped variant of v_n either way). ``max_clean_drop``: the clean
     constraint of the constrained v_n rows (a fraction: 0.01 = at most one point of
     linearized clean accuracy on the training points below v = 0).
+
+    ``autoattack``: Table 1 gets an "AA adaptive" column: APGD-CE -> APGD-T -> FAB-T ->
+    Square (``aa_queries`` queries) against each defended classifier (EOT for random
+    ones), the strongest evaluation the library has. ``preprocessing``: Table 1 gets the
+    input-dependent defenses median filter 3x3 and bit-depth reduction (3 bits), attacked
+    by PGD, BPDA-PGD and AutoAttack (whose Square needs no gradient).
     """
 
     classes: tuple[int, ...] | None = (0, 1)
@@ -48,6 +54,9 @@ class Paper1Config(ModelConfig):
     alpha: float = 0.001
     pgd_steps: int = 40
     adaptive_eot: int = 16
+    autoattack: bool = True
+    aa_queries: int = 5000
+    preprocessing: bool = True
     solver: str = "auto"
     exact_time_limit: float = 30.0
     num_maximizers: int = 8
@@ -91,7 +100,11 @@ class Paper1Config(ModelConfig):
         check_nonnegative("max_clean_drop", self.max_clean_drop, upper=1.0)
         if check_nonnegative("sigma", self.sigma) == 0:
             raise InputError("sigma", "must be > 0")
-        for name in ("n_noise", "pgd_steps", "adaptive_eot", "num_maximizers", "restarts",
+        for name in ("autoattack", "preprocessing"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(name, f"must be true or false, got {getattr(self, name)!r}")
+        for name in ("n_noise", "pgd_steps", "adaptive_eot", "aa_queries", "num_maximizers",
+                     "restarts",
                      "convergence_draws", "diag_samples", "certify_n", "certify_n0",
                      "certify_points"):
             check_positive_int(name, getattr(self, name))
@@ -112,7 +125,8 @@ class Paper1Config(ModelConfig):
 QUICK: dict[str, Any] = {
     "epochs": 4, "hidden": (128,), "eps_a": (0.2,), "eps_d": (0.1,),
     "sweep_eps_a": (0.0, 0.1, 0.2, 0.3), "sweep_eps_d": (0.0, 0.05, 0.1, 0.2),
-    "n_noise": 200, "pgd_steps": 20, "adaptive_eot": 8, "exact_time_limit": 10.0,
+    "n_noise": 200, "pgd_steps": 20, "adaptive_eot": 8, "aa_queries": 500,
+    "exact_time_limit": 10.0,
     "num_maximizers": 4, "restarts": 4, "refine_checks": 10, "n_test": 200,
     "convergence_ns": (10, 50, 200), "convergence_draws": 4,
     "diag_eps": (0.05, 0.1, 0.2, 0.3), "diag_samples": 8,

@@ -39,7 +39,9 @@ def _legend(cfg: Paper1Config) -> str:
             f"maximizers; clean≤{100 * cfg.max_clean_drop:g}pt = v_n {tag} under the "
             f"constraint that linearized clean accuracy on the training points drops at most "
             f"{100 * cfg.max_clean_drop:g} point(s); clipped / unclipped = v_n {tag} with the "
-            f"defended input clip(x + delta + v, 0, 1) / x + delta + v.")
+            f"defended input clip(x + delta + v, 0, 1) / x + delta + v; median 3x3 / bit depth 3 = "
+            f"input-dependent preprocessing (median filter; 3-bit quantization) in front of "
+            f"the network, not strategies of the additive game.")
 
 
 def table1_outputs(cfg: Paper1Config, res: dict[str, Any], tables: list[dict[str, Any]],
@@ -54,7 +56,11 @@ def table1_outputs(cfg: Paper1Config, res: dict[str, Any], tables: list[dict[str
                    "FGM approx no box"]
         if fc is not None:
             columns.append("FGM clip true")
-        columns += ["PGD true", "PGD approx", "PGD adaptive", "outside box"]
+        columns += ["PGD true", "PGD approx", "PGD adaptive"]
+        has_aa = any(r.get("aa_true") is not None for r in t["rows"])
+        has_bpda = any(r.get("bpda_true") is not None for r in t["rows"])
+        columns += (["AA adaptive"] if has_aa else []) + (["BPDA-PGD"] if has_bpda else [])
+        columns += ["worst case", "outside box"]
         rows = []
         for r in t["rows"]:
             ad = _col(t, r["adaptive"]) if r["adaptive"] else None
@@ -62,9 +68,12 @@ def table1_outputs(cfg: Paper1Config, res: dict[str, Any], tables: list[dict[str
                    r["approx"][f], r["fgm_free_approx"]]
             if fc is not None:
                 row.append(r["true"][fc])
-            row += [r["true"][p], r["approx"][p], None if ad is None else r["true"][ad],
-                    r["outside_box"]]
-            rows.append(row)
+            row += [r["true"][p], r["approx"][p], None if ad is None else r["true"][ad]]
+            row += ([r.get("aa_true")] if has_aa else []) + (
+                [r.get("bpda_true")] if has_bpda else [])
+            rows.append([*row, r.get("worst_true"), r["outside_box"]])
+        masked = [f"{r['defense']}: {', '.join(r['aa_flags'])}" for r in t["rows"]
+                  if r.get("aa_flags")]
 
         def solved(x: dict[str, Any]) -> str:
             bound = "n/a" if x["upper_bound"] is None else f"{x['upper_bound']:g}"
@@ -86,8 +95,15 @@ def table1_outputs(cfg: Paper1Config, res: dict[str, Any], tables: list[dict[str
                 + (", FGM clip = the clipped normalized-gradient FGM" if fc is not None else "")
                 + f"; PGD ({cfg.pgd_steps} steps) attacks the undefended network; PGD adaptive "
                 f"attacks the defended classifier (EOT over {cfg.adaptive_eot} draws for "
-                f"random defenses). outside box = fraction of defended pixels outside "
-                f"[0, 1] under FGM. " + _legend(cfg) + f" v_n: {solved(s)}; paper's model: "
+                f"random defenses). "
+                + (f"AA adaptive = APGD-CE -> APGD-T -> FAB-T -> Square ({cfg.aa_queries} "
+                   f"queries) against the defended classifier, the worst case per point; "
+                   f"gradient-masking flags it raised: "
+                   f"{'; '.join(masked) if masked else 'none'}. " if has_aa else "")
+                + ("BPDA-PGD = PGD through the transform's straight-through (identity) "
+                   "gradient (Athalye et al. 2018). " if has_bpda else "")
+                + "outside box = fraction of defended pixels outside "
+                "[0, 1] under FGM. " + _legend(cfg) + f" v_n: {solved(s)}; paper's model: "
                 f"{solved(so)}; clean-constrained: {solved(sc)}, keeping "
                 f"{sc['clean_count']}/{sc['n']} clean (required {sc['clean_required']})."),
             "columns": columns, "rows": rows,
@@ -95,10 +111,18 @@ def table1_outputs(cfg: Paper1Config, res: dict[str, Any], tables: list[dict[str
     res["data"]["table1"] = tables
 
 
+def _game_columns(t: dict[str, Any]) -> list[int]:
+    """The attacks of the S1 game: FGM, PGD and PGD against each of the game's defenses."""
+    keep = {"fgm", "fgm_clip", "pgd", "pgd_gauss"} | {
+        f"pgd_{r['key']}" for r in t["rows"] if r["in_game"]}
+    return [j for j, (k, _) in enumerate(t["attacks"]) if k in keep]
+
+
 def _game(t: dict[str, Any], which: str) -> tuple[np.ndarray, list[str], list[str]]:
     rows = [r for r in t["rows"] if r["in_game"]]
-    return (np.array([r[which] for r in rows], dtype=float), [r["defense"] for r in rows],
-            [lab for _, lab in t["attacks"]])
+    cols = _game_columns(t)
+    return (np.array([[r[which][j] for j in cols] for r in rows], dtype=float),
+            [r["defense"] for r in rows], [t["attacks"][j][1] for j in cols])
 
 
 def payoff_analysis(t: dict[str, Any], which: str) -> dict[str, Any]:
@@ -109,8 +133,7 @@ def payoff_analysis(t: dict[str, Any], which: str) -> dict[str, Any]:
     a, rl, cl = _game(t, which)
     sol = solve_zero_sum(a)
     keys = [r["key"] for r in t["rows"] if r["in_game"]]
-    i, j = keys.index("vn"), _col(t, "fgm")
-    assert j is not None
+    i, j = keys.index("vn"), 0  # FGM is the first column
     u = float(a[i, j])
     att = int(np.argmin(a[i]))
     dfn = int(np.argmax(a[:, j]))
@@ -401,6 +424,13 @@ def summary(cfg: Paper1Config, res: dict[str, Any], tables: list[dict[str, Any]]
                  f"defended clean accuracy {eq['clean_true']:.3f} (undefended "
                  f"{none['clean_true']:.3f}; clean-constrained v_n {con['clean_true']:.3f} "
                  f"with {con['true'][f]:.3f} under FGM).")
+        ranked = sorted(t["rows"], key=lambda r: -(r.get("worst_true") or 0.0))
+        s.append(f"{tag}: ranked by the worst case per point over every attack (FGM, PGD, "
+                 f"adaptive PGD, AutoAttack, BPDA-PGD where they apply): "
+                 + ", ".join(f"{r['defense']} {r['worst_true']:.3f}" for r in ranked[:5])
+                 + "; masking flags: "
+                 + (", ".join(f"{r['defense']} ({', '.join(r['aa_flags'])})"
+                              for r in t["rows"] if r.get("aa_flags")) or "none") + ".")
     for g in games:
         label = "linearized game" if g["which"] == "approx" else "network"
         s.append(f"Is (FGM, v_n) an equilibrium at eps_A={g['eps_a']:g} ({label})? The "

@@ -20,14 +20,17 @@ import torch
 from torch import nn
 
 from advgame import smoothing
-from advgame.attacks import fgm, pgd
+from advgame.attacks import fgm, pgd, square
 from advgame.data import Dataset, class_counts, stratified_indices, to_signed
 from advgame.defenses.additive import max_feasible_shift
+from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter, Preprocessed
+from advgame.evaluation import evaluate as evaluate_robustness
 from advgame.experiments.classifier import eval_subset, obtain_model, obtain_model_once
 from advgame.experiments.common import Progress
 from advgame.experiments.paper1.config import Paper1Config
 from advgame.experiments.s1_eval import (
     Defense,
+    adaptive_model,
     adaptive_pgd,
     clean_thresholds,
     evaluate,
@@ -36,7 +39,7 @@ from advgame.experiments.s1_eval import (
 )
 from advgame.linear import best_response, linearity_diagnostics, linearize
 from advgame.models import accuracy
-from advgame.threat import parse_norm
+from advgame.threat import Norm, parse_norm
 
 BOX = (0.0, 1.0)
 
@@ -185,6 +188,11 @@ def defenses(cfg: Paper1Config, g: S1Game, shifts: dict[str, dict[str, Any]],
         out.append(("vn_other", Defense(f"v_n {other}", "shift", v_other, clip=clip), True))
         out.append(("vn_variant", Defense(f"v_n {tag} {'unclipped' if clip else 'clipped'}",
                                           "shift", v, clip=not clip), False))
+    if full and cfg.preprocessing:
+        out.append(("median", Defense("median 3x3", "transform",
+                                      transform=MedianFilter(3)), False))
+        out.append(("bitdepth", Defense("bit depth 3", "transform",
+                                        transform=BitDepthReduction(3)), False))
     return out
 
 
@@ -240,10 +248,12 @@ def evaluate_table(cfg: Paper1Config, g: S1Game, eps_a: float, eps_d: float,
     z_free = g.x_te + delta_free
     kw: dict[str, Any] = {"n_noise": cfg.n_noise, "alpha": cfg.alpha, "generator": gen}
     rows = []
+    aa_cache: dict[str, Any] = {}  # the Gaussian vote and payoff share one attacked target
     for key, d, in_game in defs:
         clean_t, clean_a = evaluate(d, g.model, g.w_te, g.b_te, g.x_te, g.ys_te, **kw)
         true: list[float | None] = []
         approx: list[float | None] = []
+        worst = clean_t.clone()  # per point: the least expected correctness over attacks
         for akey, _, z in atks:
             if d.kind == "gaussian_vote" and akey not in ("fgm", "fgm_clip", "pgd",
                                                           "pgd_gauss"):
@@ -253,20 +263,64 @@ def evaluate_table(cfg: Paper1Config, g: S1Game, eps_a: float, eps_d: float,
             t, a = evaluate(d, g.model, g.w_te, g.b_te, z, g.ys_te, **kw)
             true.append(float(t.mean()))
             approx.append(float(a.mean()))
+            worst = torch.minimum(worst, t)
         _, free_a = evaluate(d, g.model, g.w_te, g.b_te, z_free, g.ys_te, **kw)
         adaptive_key = ("pgd" if key == "none" else
                         "pgd_gauss" if d.kind.startswith("gaussian") else f"pgd_{key}")
+        strong = _strong_columns(cfg, g, d, eps_a, gen, aa_cache) if full else {}
+        for point in strong.pop("per_point", []):
+            worst = torch.minimum(worst, point)
         rows.append({
             "key": key, "defense": d.name, "in_game": in_game,
             "clean_true": float(clean_t.mean()), "clean_approx": float(clean_a.mean()),
             "true": true, "approx": approx, "fgm_free_approx": float(free_a.mean()),
             "outside_box": outside_box(d, atks[0][2]),
             "adaptive": adaptive_key if any(k == adaptive_key for k, _, _ in atks) else None,
+            "worst_true": float(worst.mean()),
+            **strong,
         })
     return {"eps_a": eps_a, "eps_d": eps_d, "attacks": [[k, lab] for k, lab, _ in atks],
             "rows": rows,
             "shifts": {k: {f: s[f] for f in s if f not in ("v", "maximizers")}
                        | {"norm": _norm(s["v"], cfg.norm_d)} for k, s in shifts.items()}}
+
+
+def _strong_columns(cfg: Paper1Config, g: S1Game, d: Defense, eps_a: float,
+                    gen: torch.Generator, cache: dict[str, Any]) -> dict[str, Any]:
+    """AutoAttack against the defended classifier (``aa_true``, its cascade, the masking
+    flags it raised) and, for a transform, BPDA-PGD (``bpda_true``); ``per_point`` holds
+    their per-point expected correctness (N,) for the worst case."""
+    na = parse_norm(cfg.norm_a)
+    out: dict[str, Any] = {"aa_true": None, "aa_stages": [], "aa_flags": [], "bpda_true": None,
+                           "per_point": []}
+    target = adaptive_model(d, g.model, eot=cfg.adaptive_eot, generator=gen)
+    kw: dict[str, Any] = {"n_noise": cfg.n_noise, "alpha": cfg.alpha, "generator": gen}
+    if cfg.autoattack:
+        q = cfg.aa_queries
+
+        def sq(m: nn.Module, xx: torch.Tensor, yy: torch.Tensor, e: float, p: Norm,
+               gg: torch.Generator | None) -> torch.Tensor:
+            return square(m, xx, yy, e, p, queries=q, generator=gg)
+        shared = "gauss" if d.kind.startswith("gaussian") else d.name
+        if shared not in cache:
+            cache[shared] = evaluate_robustness(
+                target, g.x_te, g.y_te, eps_a, na,
+                ["apgd-ce", "apgd-t", "fab-t", (f"square ({q} queries)", sq)], gen,
+                checks=False)
+        ev = cache[shared]
+        point = evaluate(d, g.model, g.w_te, g.b_te, ev.x_adv, g.ys_te, **kw)[0]
+        out["aa_true"] = float(point.mean())
+        out["per_point"].append(point)
+        out["aa_stages"] = [[s.name, s.robust_accuracy] for s in ev.stages]
+        out["aa_flags"] = [f.name for f in ev.flags]
+    if d.kind == "transform":
+        assert d.transform is not None
+        through = Preprocessed(g.model, d.transform).with_bpda()
+        xb = pgd(through, g.x_te, g.y_te, eps_a, na, steps=cfg.pgd_steps, generator=gen)
+        point = evaluate(d, g.model, g.w_te, g.b_te, xb, g.ys_te, **kw)[0]
+        out["bpda_true"] = float(point.mean())
+        out["per_point"].append(point)
+    return out
 
 
 def _norm(v: list[float], norm: str) -> float:
