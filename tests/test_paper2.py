@@ -27,6 +27,8 @@ attnet_restarts = 2
 cnn_attnet_restarts = 1
 attnet_train_size = 200
 pgd_steps = 2
+apgd_steps = 3
+square_queries = 20
 reformer_epochs = 1
 n_test = 80
 """
@@ -61,8 +63,8 @@ def test_paper2_tiny_run_tables_figures_and_resume(tmp_path: Path) -> None:
                       bool)
 
     da = tables["defense_attack"]
-    assert da["columns"] == ["defense", "clean", "FGSM-curr", "PGD", "AttNet-MLP",
-                             "AttNet-CNN", "AttNet-minimax", "worst case"]
+    assert da["columns"] == ["defense", "clean", "FGSM-curr", "PGD", "APGD", "Square",
+                             "AttNet-MLP", "AttNet-CNN", "AttNet-minimax", "worst case"]
     assert len(da["rows"]) == 4 + len(DEFENSES) - 2
     for row in da["rows"]:
         vals = row[1:]

@@ -42,8 +42,10 @@ import torch
 from torch import nn
 
 from advgame import distributed
+from advgame.attacks.apgd import apgd
 from advgame.attacks.gradient import fgm, pgd
 from advgame.attacks.learned import attnet_examples, build_attnet, train_attnet
+from advgame.attacks.score import square
 from advgame.data import Dataset, class_counts
 from advgame.defenses.training import (
     adversarial_training,
@@ -89,7 +91,7 @@ QUICK: dict[str, Any] = {
     "epochs": 3, "rounds": 3, "round_epochs": 2, "adv_epochs": 2, "sens_epochs": 2,
     "minimax_iterations": 120, "minimax_k": 3, "attnet_epochs": 2, "attnet_restarts": 1,
     "cnn_attnet_restarts": 1, "attnet_train_size": 2000, "pgd_steps": 10,
-    "reformer_epochs": 2, "n_test": 500,
+    "reformer_epochs": 2, "n_test": 500, "apgd_steps": 20, "square_queries": 500,
 }
 
 
@@ -115,6 +117,8 @@ class Paper2Config(ModelConfig):
         cnn_attnet_restarts: fresh convolutional AttNets per defense (0 disables).
         attnet_train_size: training examples for fresh AttNets (None = all).
         pgd_steps: PGD steps (step 2.5 eta / steps, one random start).
+        apgd_steps: APGD-CE iterations (Croce & Hein 2020); square_queries: queries of the
+            gradient-free Square Attack per example (0 disables either column).
         reformer_epochs, reformer_noise: autoencoder training epochs and noise std.
         n_test: test examples evaluated (None = all).
         defenses: which defenses to build and evaluate (see ``DEFENSES``).
@@ -140,6 +144,8 @@ class Paper2Config(ModelConfig):
     cnn_attnet_restarts: int = 2
     attnet_train_size: int | None = None
     pgd_steps: int = 20
+    apgd_steps: int = 100
+    square_queries: int = 5000
     reformer_epochs: int = 10
     reformer_noise: float = 0.1
     n_test: int | None = None
@@ -150,7 +156,7 @@ class Paper2Config(ModelConfig):
         check_nonnegative("eta", self.eta, upper=1.0)
         for name in ("rounds", "round_epochs", "adv_epochs", "sens_epochs",
                      "minimax_iterations", "attnet_epochs", "cnn_attnet_restarts",
-                     "reformer_epochs"):
+                     "reformer_epochs", "apgd_steps", "square_queries"):
             check_positive_int(name, getattr(self, name), minimum=0)
         for name in ("minimax_k", "attnet_restarts", "pgd_steps"):
             check_positive_int(name, getattr(self, name))
@@ -497,8 +503,8 @@ def _is_round(name: str) -> bool:
 
 # --------------------------------------------------------------------------- evaluation
 
-ATTACK_COLUMNS = ("clean", "FGSM-curr", "PGD", "AttNet-MLP", "AttNet-CNN", "AttNet-minimax",
-                  "worst case")
+ATTACK_COLUMNS = ("clean", "FGSM-curr", "PGD", "APGD", "Square", "AttNet-MLP", "AttNet-CNN",
+                  "AttNet-minimax", "worst case")
 
 
 def _evaluate(
@@ -513,6 +519,8 @@ def _evaluate(
     jobs: list[tuple[str, str, int]] = []
     for d in defenses:
         jobs += [(d, "clean", 0), (d, "FGSM-curr", 0), (d, "PGD", 0)]
+        jobs += [(d, "APGD", 0)] if cfg.apgd_steps else []
+        jobs += [(d, "Square", 0)] if cfg.square_queries else []
         jobs += [(d, "AttNet-MLP", r) for r in range(cfg.attnet_restarts)]
         jobs += [(d, "AttNet-CNN", r) for r in range(cfg.cnn_attnet_restarts)]
         if "minimax" in game_attnets:
@@ -537,6 +545,16 @@ def _evaluate(
                 x_adv = _batched(
                     lambda xb, yb: pgd(model, xb, yb, cfg.eta, "inf", steps=cfg.pgd_steps,
                                        generator=g), x_te, y_te)
+            elif attack == "APGD":
+                g = _generator(cfg.seed, f"apgd-{d}", x_te.device)
+                x_adv = _batched(
+                    lambda xb, yb: apgd(model, xb, yb, cfg.eta, "inf", steps=cfg.apgd_steps,
+                                        generator=g), x_te, y_te)
+            elif attack == "Square":
+                g = _generator(cfg.seed, f"square-{d}", x_te.device)
+                x_adv = _batched(
+                    lambda xb, yb: square(model, xb, yb, cfg.eta, "inf",
+                                          queries=cfg.square_queries, generator=g), x_te, y_te)
             elif attack == "AttNet-minimax":
                 x_adv = attnet_examples(game_attnets["minimax"], x_te, cfg.eta)
             elif attack == "own":
@@ -701,7 +719,10 @@ def _tables(cfg: Paper2Config, res: dict[str, Any],
         "name": "defense_attack",
         "title": "Every defense against every attack (test error)",
         "caption": f"Error rate under attack, {where}. FGSM-curr: FGSM against the defense "
-                   f"itself; PGD: {cfg.pgd_steps} steps, random start; AttNet-MLP: "
+                   f"itself; PGD: {cfg.pgd_steps} steps, random start; APGD: APGD-CE, "
+                   f"{cfg.apgd_steps} iterations; Square: the gradient-free Square Attack, "
+                   f"{cfg.square_queries} queries (a defense that only masks gradients falls "
+                   f"to it); AttNet-MLP: "
                    f"{cfg.attnet_restarts} fresh MLP AttNet(s) {list(cfg.attnet_hidden)} "
                    f"trained {cfg.attnet_epochs} epochs against the frozen defense, worst case"
                    f" per example; AttNet-CNN: {cfg.cnn_attnet_restarts} fresh convolutional "
