@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import nashpy
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from advgame.errors import InputError
 from advgame.game import (
@@ -31,17 +31,6 @@ from advgame.game import (
 METHODS = ("auto", "highs", "interior-point")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread() -> Iterator[None]:
-    """Multi-threaded OpenBLAS crawls on an oversubscribed 2-core machine (many tiny
-    gemv calls in the interior-point method); the answers do not depend on it."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 PENNIES = np.array([[1.0, -1.0], [-1.0, 1.0]])
 RPS = np.array([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]])
 
@@ -119,6 +108,43 @@ def test_solution_unpacks_and_is_deterministic() -> None:
     assert again.value == sol.value
     np.testing.assert_array_equal(again.defender_strategy, p)
     np.testing.assert_array_equal(again.attacker_strategy, q)
+
+
+def blas_thread_counts() -> list[int]:
+    return [lib["num_threads"] for lib in ThreadpoolController().info()
+            if lib["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_solver_uses_one_blas_thread_whatever_the_caller_set(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The solver's BLAS work runs on one thread even when the caller allows two, and
+    # the caller's setting is back afterwards; blas_threads=2 keeps two.
+    import advgame.game.solvers as solvers
+
+    seen: list[list[int]] = []
+    original = solvers._support_equilibrium
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(blas_thread_counts())
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(solvers, "_support_equilibrium", spy)
+    a = np.random.default_rng(5).random((70, 80))
+    with threadpool_limits(limits=2, user_api="blas"):
+        solve_zero_sum(a, method=method)  # type: ignore[arg-type]
+        assert seen and all(counts and set(counts) == {1} for counts in seen)
+        assert set(blas_thread_counts()) == {2}
+        seen.clear()
+        solve_zero_sum(a, method=method, blas_threads=2)  # type: ignore[arg-type]
+        assert seen and all(set(counts) == {2} for counts in seen)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "1"])
+def test_blas_threads_must_be_a_positive_integer(bad: object) -> None:
+    with pytest.raises(InputError, match="blas_threads"):
+        solve_zero_sum(PENNIES, blas_threads=bad)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ against nashpy

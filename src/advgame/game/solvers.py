@@ -28,6 +28,8 @@ This module imports numpy and scipy only (never torch).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import warnings
 from collections.abc import Iterator
@@ -40,6 +42,7 @@ import scipy.linalg.blas
 import scipy.linalg.lapack
 from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import linprog
+from threadpoolctl import ThreadpoolController
 
 from advgame.errors import InputError
 
@@ -67,6 +70,13 @@ Method = Literal["auto", "highs", "interior-point"]
 # Above this many cells (min(m, n) >= _AUTO_MIN_SIDE as well) "auto" takes the
 # interior-point route; below it one HiGHS solve is as fast.
 _AUTO_MIN_SIDE = 64
+# Up to this min(m, n) the solver limits BLAS to one thread (blas_threads=None): its
+# interior point makes a few dozen small BLAS calls per iteration, which one thread does
+# faster than several, and a lot faster when the machine is busy. Measured with
+# benchmarks/game.py on 2 cores: 800x800 0.23 s with one thread against 0.42 s with two
+# (1.5 s with the other core busy); 1600x1600 1.9 s against 2.6 s. Above it the caller's
+# setting stands, where several threads may pay off for the large normal matrix.
+_SINGLE_THREAD_MAX_SIDE = 2048
 # Tolerance on the sum of a user-given mixed strategy, and on its negative entries.
 _STRATEGY_ATOL = 1e-6
 
@@ -278,7 +288,11 @@ class ZeroSumSolution(NamedTuple):
 
 
 def solve_zero_sum(
-    payoff: ArrayLike, *, method: Method = "auto", tol: float = 1e-9
+    payoff: ArrayLike,
+    *,
+    method: Method = "auto",
+    tol: float = 1e-9,
+    blas_threads: int | None = None,
 ) -> ZeroSumSolution:
     """Exact mixed Nash equilibrium of a zero-sum matrix game (rows maximize).
 
@@ -308,11 +322,14 @@ def solve_zero_sum(
         ``"auto"`` (default): ``"interior-point"`` when min(m, n) >= 64, else
             ``"highs"``.
 
-    Note: the interior-point route makes a few dozen BLAS calls per iteration. On an
-    oversubscribed machine (more busy threads than cores) multi-threaded OpenBLAS can
-    make them orders of magnitude slower; limit BLAS to one thread there
-    (``OPENBLAS_NUM_THREADS=1`` or ``threadpoolctl.threadpool_limits(1)``), or use
-    ``method="highs"``.
+    Threads: the interior-point route makes a few dozen small BLAS calls per iteration,
+    which one thread does faster than several (and far faster when other processes keep
+    the cores busy, where multi-threaded OpenBLAS spins). So by default
+    (``blas_threads=None``) the solver limits numpy's and scipy's BLAS to one thread for
+    its own work when min(m, n) <= 2048, whatever the caller's environment
+    (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``), and restores the caller's setting on
+    return; larger games use the caller's setting. An integer sets the limit for the
+    solve instead. HiGHS itself runs on one thread.
 
     Games with a pure saddle point (max_i min_j A_ij == min_j max_i A_ij) are answered
     directly with the lowest-index saddle point. Results are deterministic; when the
@@ -325,6 +342,8 @@ def solve_zero_sum(
         tol: accepted exploitability, relative to the payoff range, of the interior-point
             certificate (HiGHS answers are vertex solutions found with feasibility
             tolerances 1e-10, then polished on their support).
+        blas_threads: BLAS threads during the solve: ``None`` (default) = one thread up to
+            min(m, n) = 2048 and the caller's setting above; an integer >= 1 = that many.
 
     Returns:
         ``ZeroSumSolution(value, defender_strategy (m,), attacker_strategy (n,))``;
@@ -339,8 +358,17 @@ def solve_zero_sum(
     if method not in ("auto", "highs", "interior-point"):
         raise InputError("method", f"must be 'auto', 'highs' or 'interior-point', got {method!r}")
     tol = _check_tolerance("tol", tol)
+    if blas_threads is not None:
+        blas_threads = _check_iterations("blas_threads", blas_threads)
     m, n = a.shape
+    if blas_threads is None and min(m, n) <= _SINGLE_THREAD_MAX_SIDE:
+        blas_threads = 1
+    with _blas_limit(blas_threads):
+        return _solve_zero_sum(a, method, tol)
 
+
+def _solve_zero_sum(a: FloatArray, method: Method, tol: float) -> ZeroSumSolution:
+    m, n = a.shape
     saddle = _pure_saddle_point(a)
     if saddle is not None:
         i, j = saddle
@@ -355,6 +383,22 @@ def solve_zero_sum(
     else:
         p, q = _interior_point_equilibrium(b, tol)
     return ZeroSumSolution(float(p @ a @ q), p, q)
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The BLAS libraries loaded with numpy and scipy (found once: a scan costs ~0.5 ms)."""
+    return ThreadpoolController()
+
+
+@contextlib.contextmanager
+def _blas_limit(threads: int | None) -> Iterator[None]:
+    """Limit numpy's and scipy's BLAS to ``threads`` inside the block (None = leave)."""
+    if threads is None:
+        yield
+        return
+    with _blas_controller().limit(limits=threads, user_api="blas"):
+        yield
 
 
 def _pure_saddle_point(a: FloatArray) -> tuple[int, int] | None:
