@@ -24,9 +24,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _progress(it: Iterable[Any], desc: str = "", total: int | None = None) -> Iterable[Any]:
-    from tqdm.auto import tqdm
+    """The commands' progress: a tqdm bar on a terminal, plain lines (every 10%, at least
+    once a minute) when stderr is a file or a pipe (:func:`advgame.progress.track`)."""
+    from advgame.progress import track
 
-    return tqdm(it, desc=desc, total=total, leave=False, dynamic_ncols=True)
+    return track(it, desc, total)
 
 
 def _floats(s: str) -> float:

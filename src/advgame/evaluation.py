@@ -122,12 +122,13 @@ def evaluate(
     generator: torch.Generator | None = None,
     *,
     checks: bool = True,
-    progress: Callable[[str], None] | None = None,
+    progress: bool | Callable[[str], None] | None = False,
 ) -> Evaluation:
     """Robust accuracy of ``model`` at radius ``eps`` under the cascade ``attacks`` (a
     version of :data:`advgame.attacks.cascade.VERSIONS` or attack names), the worst case
     with FGM folded in, and the gradient-masking checks of the module docstring
-    (``checks=False`` skips the extra attacks they cost).
+    (``checks=False`` skips the extra attacks they cost). ``progress`` as in
+    :func:`advgame.attacks.cascade.run_cascade` (off by default).
 
     Shape: x (N, ...) in [0, 1], y (N,) -> :class:`Evaluation`.
 

@@ -79,6 +79,7 @@ from scipy.stats import beta, binom, norm
 from torch import nn
 
 from advgame.errors import InputError
+from advgame.progress import ProgressBar, progress_bar
 from advgame.validate import (
     check_nonnegative,
     check_positive_int,
@@ -433,6 +434,13 @@ def _pieces(
             start += block.shape[0]
 
 
+def _samples_bar(enabled: object, desc: str, x: torch.Tensor, per_input: int) -> ProgressBar:
+    """The progress reporter of a call: ``N * per_input`` noisy samples (or nothing)."""
+    if not isinstance(enabled, bool):
+        raise InputError("progress", f"must be True or False, got {enabled!r}")
+    return progress_bar(x.shape[0] * per_input, desc, unit="samples", enabled=enabled)
+
+
 def _phase_of(sample: int, ends: list[int]) -> int:
     """Phase of stream row ``sample``: the number of phase ends at or before it."""
     return bisect.bisect_right(ends, sample)
@@ -447,6 +455,7 @@ def _noise_counts(
     generator: torch.Generator | None,
     num_classes: int | None,
     noise: str,
+    bar: ProgressBar | None = None,
 ) -> list[torch.Tensor]:
     """Class counts of ``argmax model(x_i + sigma * eps)`` for independent sample phases.
 
@@ -460,7 +469,8 @@ def _noise_counts(
 
     The grid of (input, sample) rows is evaluated block of noise by block, input-major
     within a block, and cut into forward batches of exactly ``batch_size`` rows (the last
-    one may be shorter) that span inputs, blocks and phases.
+    one may be shorter) that span inputs, blocks and phases. ``bar`` (if given) counts the
+    rows evaluated, ``N * sum(nums)`` in all.
     """
     n_inputs = x.shape[0]
     total = sum(nums)
@@ -469,7 +479,7 @@ def _noise_counts(
     try:
         pieces = _pieces(stream, n_inputs, total, noise, generator, x.device)
         counts = _grid_counts(model, x, sigma, pieces, bounds, len(nums),
-                              min(batch_size, n_inputs * total), num_classes)
+                              min(batch_size, n_inputs * total), num_classes, bar)
     finally:
         stream.close()
     return list(counts.split(n_inputs))
@@ -484,6 +494,7 @@ def _grid_counts(
     phases: int,
     batch_size: int,
     num_classes: int | None,
+    bar: ProgressBar | None = None,
 ) -> torch.Tensor:
     """The batch loop of :func:`_noise_counts`: counts (phases * N, K).
 
@@ -509,6 +520,8 @@ def _grid_counts(
         owner = owners[0] if len(owners) == 1 else torch.cat(owners)
         keys = owner * k + logits.argmax(dim=1)
         flat.index_add_(0, keys, torch.ones_like(keys))
+        if bar is not None:
+            bar.update(size)
         owners, size = [], 0
 
     while True:
@@ -569,6 +582,7 @@ def gaussian_counts(
     *,
     num_classes: int | None = None,
     noise: str = "shared",
+    progress: bool = False,
 ) -> torch.Tensor:
     """Class counts of the base classifier under isotropic Gaussian noise.
 
@@ -585,6 +599,9 @@ def gaussian_counts(
         num_classes: if given, the model must return exactly this many logits.
         noise: ``"shared"`` (one noise stream read by every input; per input the samples
             are i.i.d.) or ``"independent"`` (a stream per input); see the module notes.
+        progress: report the noisy samples evaluated, ``N * n`` in all, on stderr
+            (:func:`advgame.progress.progress_bar`: a tqdm bar on a terminal, a plain line
+            every 10% in a log file). Off by default.
 
     Returns:
         counts (N, K), ``torch.long``, on ``x``'s device; each row sums to ``n``.
@@ -598,8 +615,8 @@ def gaussian_counts(
     x_t, s, _, b, g = _check_common(model, x, sigma, 0.5, batch_size, generator)
     num = check_positive_int("n", n)
     nz = _check_noise(noise)
-    with _evaluation(model):
-        return _noise_counts(model, x_t, s, (num,), b, g, num_classes, nz)[0]
+    with _evaluation(model), _samples_bar(progress, "counts", x_t, num) as bar:
+        return _noise_counts(model, x_t, s, (num,), b, g, num_classes, nz, bar)[0]
 
 
 def predict(
@@ -613,6 +630,7 @@ def predict(
     *,
     num_classes: int | None = None,
     noise: str = "shared",
+    progress: bool = False,
 ) -> torch.Tensor:
     """Monte-Carlo prediction of the Gaussian-smoothed classifier (Cohen et al.'s PREDICT).
 
@@ -633,6 +651,9 @@ def predict(
         num_classes: if given, the model must return exactly this many logits.
         noise: ``"shared"`` (one noise stream read by every input; per input the samples
             are i.i.d.) or ``"independent"`` (a stream per input); see the module notes.
+        progress: report the noisy samples evaluated, ``N * n`` in all, on stderr
+            (:func:`advgame.progress.progress_bar`: a tqdm bar on a terminal, a plain line
+            every 10% in a log file). Off by default.
 
     Returns:
         classes (N,), ``torch.long`` on ``x``'s device, ``-1`` where it abstains.
@@ -649,8 +670,8 @@ def predict(
     x_t, s, a, b, g = _check_common(model, x, sigma, alpha, batch_size, generator)
     num = check_positive_int("n", n)
     nz = _check_noise(noise)
-    with _evaluation(model):
-        (counts,) = _noise_counts(model, x_t, s, (num,), b, g, num_classes, nz)
+    with _evaluation(model), _samples_bar(progress, "predict", x_t, num) as bar:
+        (counts,) = _noise_counts(model, x_t, s, (num,), b, g, num_classes, nz, bar)
     return _vote(counts, a)
 
 
@@ -666,6 +687,7 @@ def certify(
     *,
     num_classes: int | None = None,
     noise: str = "shared",
+    progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Certify the Gaussian-smoothed classifier (Cohen et al.'s CERTIFY), batched.
 
@@ -688,6 +710,9 @@ def certify(
         num_classes: if given, the model must return exactly this many logits.
         noise: ``"shared"`` (one noise stream read by every input; per input the samples
             are i.i.d.) or ``"independent"`` (a stream per input); see the module notes.
+        progress: report the noisy samples evaluated, ``N * (n0 + n)`` in all, on stderr
+            (:func:`advgame.progress.progress_bar`: a tqdm bar on a terminal, a plain line
+            every 10% in a log file). Off by default.
 
     Returns:
         (classes, radii): classes (N,) ``torch.long`` with ``-1`` = abstain; radii (N,)
@@ -709,8 +734,9 @@ def certify(
     num0 = check_positive_int("n0", n0)
     num = check_positive_int("n", n)
     nz = _check_noise(noise)
-    with _evaluation(model):
-        counts0, counts = _noise_counts(model, x_t, s, (num0, num), b, g, num_classes, nz)
+    with _evaluation(model), _samples_bar(progress, "certify", x_t, num0 + num) as bar:
+        counts0, counts = _noise_counts(model, x_t, s, (num0, num), b, g, num_classes, nz,
+                                        bar)
     guess = counts0.argmax(dim=1)
     n_a = counts.gather(1, guess[:, None]).squeeze(1)
     p_lower = lower_confidence_bound(n_a.cpu().numpy(), num, a)

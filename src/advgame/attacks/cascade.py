@@ -31,6 +31,7 @@ from advgame.attacks.gradient import fgm, pgd
 from advgame.attacks.minimum_norm import cw_l2, fab
 from advgame.attacks.score import square
 from advgame.errors import InputError
+from advgame.progress import progress_bar
 from advgame.threat import Norm
 
 Stage = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, Norm, torch.Generator | None],
@@ -169,13 +170,18 @@ def run_cascade(
     attacks: Stages = "standard",
     generator: torch.Generator | None = None,
     *,
-    progress: Callable[[str], None] | None = None,
+    progress: bool | Callable[[str], None] | None = False,
 ) -> CascadeResult:
     """Run the stages of ``attacks`` (a version name, a comma-separated string, or a list
     of names from :data:`ATTACKS` and (name, stage) pairs) one after the other, each on the
     points still robust.
 
     Shape: x (N, ...) in [0, 1], y (N,) -> :class:`CascadeResult`.
+
+    ``progress``: ``True`` reports the stages done on stderr, each with the points it
+    attacks (:func:`advgame.progress.progress_bar`: a tqdm bar on a terminal, plain lines
+    in a log file); a callable is called as ``progress("name: K points")`` before each
+    stage; ``False``/``None`` (default): silent.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
@@ -187,6 +193,8 @@ def run_cascade(
     """
     names = _stages(attacks)
     x, p, e = check_attack_args(x, y, eps, norm)
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise InputError("progress", f"must be True, False or a callable, got {progress!r}")
     with eval_mode(model):
         logits = checked_logits(model, x, y)
     clean = logits.argmax(1) == y
@@ -194,23 +202,26 @@ def run_cascade(
     fooled_by = torch.where(clean, -1, -2).to(torch.int64)
     x_adv = x.clone()
     reports = []
-    for k, (name, stage) in enumerate(names):
-        todo = torch.nonzero(robust).squeeze(1)
-        t0 = time.perf_counter()
-        fooled = 0
-        if todo.numel() > 0:
-            if progress is not None:
-                progress(f"{name}: {todo.numel()} points")
-            xa = stage(model, x[todo], y[todo], e, p, generator)
-            with eval_mode(model), torch.no_grad():
-                now = model(xa).argmax(1) != y[todo]
-            hit = todo[now]
-            x_adv[hit] = xa[now]
-            robust[hit] = False
-            fooled_by[hit] = k
-            fooled = int(now.sum())
-        reports.append(StageReport(name, int(todo.numel()), fooled,
-                                   float(robust.float().mean()), time.perf_counter() - t0))
+    with progress_bar(len(names), "cascade", unit="stages", enabled=progress is True) as bar:
+        for k, (name, stage) in enumerate(names):
+            todo = torch.nonzero(robust).squeeze(1)
+            t0 = time.perf_counter()
+            fooled = 0
+            bar.set_postfix_str(f"{name} on {todo.numel()} points")
+            if todo.numel() > 0:
+                if callable(progress):
+                    progress(f"{name}: {todo.numel()} points")
+                xa = stage(model, x[todo], y[todo], e, p, generator)
+                with eval_mode(model), torch.no_grad():
+                    now = model(xa).argmax(1) != y[todo]
+                hit = todo[now]
+                x_adv[hit] = xa[now]
+                robust[hit] = False
+                fooled_by[hit] = k
+                fooled = int(now.sum())
+            reports.append(StageReport(name, int(todo.numel()), fooled,
+                                       float(robust.float().mean()), time.perf_counter() - t0))
+            bar.update(1)
     return CascadeResult(x_adv, clean, robust, fooled_by, tuple(reports))
 
 

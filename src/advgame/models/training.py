@@ -16,6 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from advgame.errors import InputError
+from advgame.progress import progress_bar
 from advgame.validate import check_labels, check_positive_int, check_tensor
 
 Perturb = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -55,7 +57,7 @@ def train(
     generator: torch.Generator,
     perturb: Perturb | None = None,
     keep_clean: bool = False,
-    progress: Callable[[int, float], None] | None = None,
+    progress: bool | Callable[[int, float], None] | None = False,
     data_parallel: bool = False,
 ) -> TrainHistory:
     """Train ``model`` in place on (x, y) with Adam and cross-entropy.
@@ -67,7 +69,11 @@ def train(
         generator: shuffles the batches (CPU generator).
         perturb: optional map of a batch to the inputs trained on (e.g. FGSM examples).
         keep_clean: with ``perturb``, train on the clean and perturbed batch together.
-        progress: called as ``progress(epoch, mean_loss)`` after each epoch.
+        progress: ``True`` reports the batches done (with the epoch and its mean loss)
+            on stderr -- a tqdm bar on a terminal, a plain line every 10% in a log file
+            (:func:`advgame.progress.progress_bar`; under torchrun on rank 0 only); a
+            callable is called as ``progress(epoch, mean_loss)`` after each epoch;
+            ``False``/``None`` (default): silent.
         data_parallel: under torchrun, train with ``DistributedDataParallel``: every rank
             draws the same batch order (same generator seed) and takes rows
             ``rank::world_size`` of each batch; DDP averages the gradients, which equals
@@ -75,7 +81,18 @@ def train(
 
     Returns:
         :class:`TrainHistory`.
+
+    Example:
+        >>> from advgame.models import build_model
+        >>> x, y = torch.rand(64, 1, 4, 4), torch.arange(64) % 2
+        >>> model = build_model("mlp", (1, 4, 4), 2, hidden=(8,))
+        >>> hist = train(model, x, y, TrainConfig(epochs=2, batch_size=16),
+        ...              generator=torch.Generator().manual_seed(0))
+        >>> len(hist.loss), model.training
+        (2, False)
     """
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise InputError("progress", f"must be True, False or a callable, got {progress!r}")
     check_tensor("x", x, min_ndim=2)
     check_labels("y", y, x.shape[0])
     check_positive_int("epochs", config.epochs, minimum=0)
@@ -89,37 +106,45 @@ def train(
         if world > 1:
             net = DistributedDataParallel(model)
     n = x.shape[0]
-    for epoch in range(config.epochs):
-        order = torch.randperm(n, generator=generator).to(x.device)
-        tot_loss, tot_correct = 0.0, 0
-        for start in range(0, n, config.batch_size):
-            idx = order[start:start + config.batch_size][rank::world]
-            if idx.numel() == 0:  # more ranks than rows in this last batch
-                idx = order[start:start + 1]
-            xb, yb = x[idx], y[idx]
-            if perturb is not None:
-                xa = perturb(model, xb, yb).detach()
-                if keep_clean:
-                    xb, yb = torch.cat([xb, xa]), torch.cat([yb, yb])
-                else:
-                    xb = xa
-            model.train()
-            logits = net(xb)
-            loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            tot_loss += loss.item() * xb.shape[0]
-            tot_correct += int((logits.argmax(1) == yb).sum())
-        seen = float(n * (2 if (perturb is not None and keep_clean) else 1))
-        if world > 1:
-            stats = torch.tensor([tot_loss, float(tot_correct)], dtype=torch.float64)
-            dist.all_reduce(stats)
-            tot_loss, tot_correct = float(stats[0]), int(stats[1])
-        hist.loss.append(tot_loss / seen)
-        hist.accuracy.append(tot_correct / seen)
-        if progress is not None:
-            progress(epoch, hist.loss[-1])
+    batches = -(-n // config.batch_size)
+    bar = progress_bar(config.epochs * batches, "train", unit="batches",
+                       enabled=progress is True and rank == 0)
+    with bar:
+        for epoch in range(config.epochs):
+            order = torch.randperm(n, generator=generator).to(x.device)
+            tot_loss, tot_correct = 0.0, 0
+            for start in range(0, n, config.batch_size):
+                idx = order[start:start + config.batch_size][rank::world]
+                if idx.numel() == 0:  # more ranks than rows in this last batch
+                    idx = order[start:start + 1]
+                xb, yb = x[idx], y[idx]
+                if perturb is not None:
+                    xa = perturb(model, xb, yb).detach()
+                    if keep_clean:
+                        xb, yb = torch.cat([xb, xa]), torch.cat([yb, yb])
+                    else:
+                        xb = xa
+                model.train()
+                logits = net(xb)
+                loss = F.cross_entropy(logits, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot_loss += loss.item() * xb.shape[0]
+                tot_correct += int((logits.argmax(1) == yb).sum())
+                if start + config.batch_size < n:  # the epoch's last batch: with its loss
+                    bar.update(1)
+            seen = float(n * (2 if (perturb is not None and keep_clean) else 1))
+            if world > 1:
+                stats = torch.tensor([tot_loss, float(tot_correct)], dtype=torch.float64)
+                dist.all_reduce(stats)
+                tot_loss, tot_correct = float(stats[0]), int(stats[1])
+            hist.loss.append(tot_loss / seen)
+            hist.accuracy.append(tot_correct / seen)
+            bar.set_postfix_str(f"epoch {epoch + 1}/{config.epochs} loss {hist.loss[-1]:.4f}")
+            bar.update(1)
+            if callable(progress):
+                progress(epoch, hist.loss[-1])
     model.eval()
     return hist
 
