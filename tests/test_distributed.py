@@ -17,12 +17,31 @@ COMMON = ["--dataset", "digits-8x8", "--classes", "0", "1", "--epochs", "2", "--
           "--batch-size", "32"]
 
 
-def torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess[str]:
+def torchrun(args: list[str], log_dir: Path, nproc: int = 2) -> subprocess.CompletedProcess[str]:
+    """``advgame ARGS`` under torchrun with ``nproc`` gloo ranks; each rank's stdout and
+    stderr are also kept under ``log_dir`` (``--tee 3``) for :func:`check`."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ADVGAME_BACKEND": "gloo"}
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone",
-         f"--nproc_per_node={nproc}", str(Path(sys.executable).parent / "advgame"), *args],
+         f"--nproc_per_node={nproc}", "--log-dir", str(log_dir), "--tee", "3",
+         str(Path(sys.executable).parent / "advgame"), *args],
         capture_output=True, text=True, timeout=600, env=env)
+
+
+def rank_logs(log_dir: Path, tail: int = 4000) -> str:
+    """The end of every rank's own stderr (and error file) under ``log_dir``."""
+    parts = []
+    for f in sorted(log_dir.rglob("*")):
+        if f.is_file() and (f.name in ("stderr.log", "error.json")):
+            text = f.read_text(errors="replace")
+            parts.append(f"--- {f.relative_to(log_dir)} ---\n{text[-tail:]}")
+    return "\n".join(parts) or "(no rank logs)"
+
+
+def check(p: subprocess.CompletedProcess[str], log_dir: Path) -> None:
+    """Fail with each rank's own stderr (not only torchrun's summary) unless ``p`` passed."""
+    assert p.returncode == 0, (f"torchrun exited {p.returncode}\n{rank_logs(log_dir)}\n"
+                               f"--- torchrun ---\n{p.stderr[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +52,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                        ("certify", ["--num-samples", "200", "--n0", "20", "--n-test", "30"])):
         one, two = root / f"{cmd}-1", root / f"{cmd}-2"
         assert main([cmd, *COMMON, *extra, "--out", str(one)]) == 0
-        p = torchrun([cmd, *COMMON, *extra, "--out", str(two)])
-        assert p.returncode == 0, p.stderr[-2000:]
+        logs = root / f"{cmd}-logs"
+        check(torchrun([cmd, *COMMON, *extra, "--out", str(two)], logs), logs)
         out[cmd + "1"], out[cmd + "2"] = one, two
     return out
 
@@ -70,8 +89,8 @@ def one_and_two(tmp_path: Path, command: str, config: str) -> tuple[dict, dict, 
     cfg.write_text(config)
     one, two = tmp_path / "one", tmp_path / "two"
     assert main([command, "--config", str(cfg), "--out", str(one)]) == 0
-    p = torchrun([command, "--config", str(cfg), "--out", str(two)])
-    assert p.returncode == 0, p.stderr[-2000:]
+    p = torchrun([command, "--config", str(cfg), "--out", str(two)], tmp_path / "logs")
+    check(p, tmp_path / "logs")
     return load(one), load(two), two, p.stderr
 
 
@@ -122,3 +141,15 @@ def test_sharded_paper2_is_identical(tmp_path: Path) -> None:
     assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1
     assert a["tables"] == b["tables"]
     assert untimed(a["summary"]) == untimed(b["summary"])
+
+
+def test_a_failing_rank_shows_its_own_stderr(tmp_path: Path) -> None:
+    p = torchrun(["attack", *COMMON, "--eps", "-1", "--out", str(tmp_path / "o")],
+                 tmp_path / "logs")
+    assert p.returncode != 0
+    logs = rank_logs(tmp_path / "logs")
+    for r in (0, 1):  # each rank's own stderr file names the bad argument
+        assert f"/{r}/stderr.log ---" in logs
+    assert logs.count("eps") >= 2, logs
+    with pytest.raises(AssertionError, match="eps"):
+        check(p, tmp_path / "logs")
