@@ -265,3 +265,95 @@ def test_screenshot_is_a_non_blank_png(rendered: tuple[Path, dict], tmp_path: Pa
     keep = os.environ.get("ADVGAME_KEEP_SCREENSHOT")
     if keep:
         shutil.copyfile(shot, keep)
+
+
+# ------------------------------------------------------------------ the page fits 1,280 px
+
+MEASURE = """<script>
+(() => {
+  const tables = [...document.querySelectorAll('.table-wrap')].map(w => {
+    const t = w.querySelector('table');
+    const lines = [...t.querySelectorAll('tbody td:first-child')].map(td => {
+      const r = document.createRange();
+      r.selectNodeContents(td);
+      return new Set([...r.getClientRects()].map(q => Math.round(q.top))).size;
+    });
+    return {id: t.id, scroll: w.scrollWidth, client: w.clientWidth,
+            label_lines: Math.max(0, ...lines)};
+  });
+  const pre = document.createElement('pre');
+  pre.id = 'advgame-measure';
+  pre.textContent = JSON.stringify({page: document.documentElement.scrollWidth,
+                                    view: window.innerWidth, tables: tables});
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+
+def measure_layout(report: Path, profile: Path, width: int = 1280) -> dict:
+    """Open a copy of ``report`` with a measuring script at ``width`` px: the page's and
+    every table wrapper's scroll and client widths, and the most lines a row label takes."""
+    page = report.resolve().with_name("measured.html")
+    page.write_text(report.read_text(encoding="utf-8").replace("</body>", MEASURE + "</body>"),
+                    encoding="utf-8")
+    proc = _run_chromium("--dump-dom", f"--window-size={width},900", page.as_uri(),
+                         profile=profile)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r'<pre id="advgame-measure">(.*?)</pre>', proc.stdout, re.S)
+    assert found, proc.stdout[-2000:]
+    import html as html_lib
+
+    return json.loads(html_lib.unescape(found.group(1)))
+
+
+def wide_table_run(out: Path) -> None:
+    """A report whose Table 1 has paper1's full set of 15 columns and its row labels."""
+    out.mkdir(parents=True, exist_ok=True)
+    columns = ["defense", "clean", "clean approx", "FGM true", "FGM approx",
+               "FGM approx no box", "FGM clip true", "PGD true", "PGD approx", "PGD adaptive",
+               "AA adaptive", "BPDA-PGD", "worst case", "outside box"]
+    labels = ["none", "Gauss vote", "Gauss payoff", "v_n box", "v_n box mix(3)",
+              "v_n box clean≤1pt", "v_n box clipped", "v_n paper", "v_n paper clean≤1pt",
+              "median 3x3", "bit depth 3"]
+    rows = [[lab, *[0.1234 + 0.01 * i for i in range(len(columns) - 1)]] for lab in labels]
+    (out / "results.json").write_text(json.dumps({
+        "command": "paper1", "seed": 0, "summary": [],
+        "tables": [{"name": "table1_eps_a_0.2_eps_d_0.1",
+                    "title": "Table 1 — mnist-5k 0 vs 1: eps_A=0.2 (Linf), eps_D=0.1 (Linf)",
+                    "caption": "Accuracy on 200 test images (100 of class 0, 100 of class "
+                               "1). true = the network on the perturbed input; " * 4,
+                    "columns": columns, "rows": rows}],
+        "figures": []}), encoding="utf-8")
+
+
+def assert_fits(layout: dict, max_label_lines: int = 2) -> None:
+    assert layout["view"] == 1280
+    assert layout["page"] <= 1280, f"the page scrolls sideways: {layout['page']} px"
+    for t in layout["tables"]:
+        assert t["scroll"] <= t["client"] + 1, f"{t['id']} overflows: {t}"
+        assert t["label_lines"] <= max_label_lines, f"{t['id']} row labels wrap: {t}"
+
+
+def test_measurement_sees_an_overflowing_table(tmp_path: Path) -> None:
+    """Control: a table far wider than the page is reported as overflowing."""
+    out = tmp_path / "wide"
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({
+        "command": "x", "tables": [{"name": "t", "title": "t",
+                                     "columns": [f"column number {i}" for i in range(40)],
+                                     "rows": [[123456.789] * 40]}]}), encoding="utf-8")
+    render_html(out)
+    layout = measure_layout(out / "report.html", tmp_path / "p")
+    with pytest.raises(AssertionError, match="overflows"):
+        assert_fits(layout)
+
+
+def test_tables_fit_1280_px(rendered: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = rendered
+    assert_fits(measure_layout(out / "report.html", tmp_path / "p"))
+    wide = tmp_path / "table1"
+    wide_table_run(wide)
+    render_html(wide)
+    layout = measure_layout(wide / "report.html", tmp_path / "p2")
+    assert_fits(layout)
+    assert any(t["id"].startswith("table-table1") for t in layout["tables"])

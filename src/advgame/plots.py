@@ -266,6 +266,8 @@ def certified_accuracy_vs_radius(
     xlabel: str = "L2 radius r (pixel scale [0, 1])",
     ylabel: str = "certified accuracy",
     max_radius: float | None = None,
+    ceiling: float | None = None,
+    ceiling_label: str | None = None,
 ) -> Path:
     """Fraction of inputs classified correctly *and* certified at radius >= r, against r.
 
@@ -280,7 +282,14 @@ def certified_accuracy_vs_radius(
         correct: bool per input, shape (N,), or a mapping with the same keys as ``radii``.
         label: legend label when a single curve is given.
         title, xlabel, ylabel: text.
-        max_radius: right end of the x axis (default: 10 % past the largest radius).
+        max_radius: right end of the x axis (default: 10 % past the largest radius, or
+            past ``ceiling``).
+        ceiling: the largest radius the certification can give
+            (:func:`advgame.smoothing.radius_ceiling`), drawn as a dotted vertical line, so
+            that a reader sees where the curve's drop comes from n, not from the model.
+        ceiling_label: its legend entry (default: the formula and the value).
+
+    The legend sits below the axes, where it covers no curve.
 
     Example:
         >>> import tempfile, pathlib
@@ -314,6 +323,11 @@ def certified_accuracy_vs_radius(
         data[k] = (r_arr, c_arr.astype(bool))
     top = max((float(np.nanmax(np.where(c, r, np.nan), initial=0.0)) for r, c in data.values()),
               default=0.0)
+    if ceiling is not None:
+        ceiling = float(ceiling)
+        if not (math.isfinite(ceiling) and ceiling > 0):
+            raise InputError("ceiling", f"must be a positive finite radius, got {ceiling!r}")
+        top = max(top, ceiling)
     right = max_radius if max_radius is not None else (1.1 * top if top > 0 else 1.0)
     st = _line_styles(list(data), None)
     with _style():
@@ -327,12 +341,15 @@ def certified_accuracy_vs_radius(
             s = dict(st[k])
             s.pop("marker", None)
             ax.step(xs, ys, where="pre", label=f"{k} (clean: {ys[0]:.3f})", **s)
+        if ceiling is not None:
+            text = ceiling_label or f"largest certifiable radius σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}"
+            ax.axvline(ceiling, color="0.35", linestyle=":", linewidth=1.6, label=text)
         ax.set_xlim(0, right)
         ax.set_ylim(0, 1.02)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.legend(loc="upper right")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
         return _save(fig, path)
 
 

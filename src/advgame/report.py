@@ -429,8 +429,8 @@ body {
         "Helvetica Neue", Arial, sans-serif;
 }
 main {
-  max-width: 1080px; margin: 24px auto; padding: 28px 40px 56px; background: #fff;
-  border: 1px solid var(--border); border-radius: 8px;
+  max-width: 1200px; margin: 24px auto; padding: 28px 40px 56px; background: #fff;
+  border: 1px solid var(--border); border-radius: 8px; overflow-wrap: break-word;
 }
 h1 { font-size: 1.9rem; margin: 0 0 4px; line-height: 1.25; }
 h2 {
@@ -461,19 +461,23 @@ ul.findings li { margin: 6px 0; }
 }
 .warning ul { margin: 4px 0 0; padding-left: 20px; }
 .table-wrap { overflow-x: auto; margin: 4px 0 12px; }
-table { border-collapse: collapse; font-size: 0.92rem; }
+table { border-collapse: collapse; font-size: 0.9rem; }
+table.compact { font-size: 0.82rem; }
 .table-block { margin: 28px 0 0; }
 .table-title { font-size: 1.05rem; margin: 0 0 2px; }
 .table-caption { color: var(--muted); font-size: 0.9rem; margin: 0 0 8px; max-width: 80ch; }
-th, td { padding: 6px 12px; border-bottom: 1px solid var(--border); vertical-align: top; }
+th, td { padding: 6px 10px; border-bottom: 1px solid var(--border); vertical-align: top; }
+table.compact th, table.compact td { padding: 4px 6px; }
 thead th {
   background: var(--head); border-bottom: 2px solid #afb8c1; text-align: left;
-  font-weight: 600; white-space: nowrap;
+  font-weight: 600; vertical-align: bottom; line-height: 1.25;
 }
+thead th.num { text-align: right; }
 tbody tr:nth-child(even) { background: var(--stripe); }
 tbody tr:hover { background: #eaf2fc; }
-tbody td:first-child { font-weight: 500; min-width: 12ch; }
-.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody td:first-child { font-weight: 500; min-width: 10ch; }
+.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num { white-space: nowrap; }
 .null { color: #8c959f; }
 table.kv td:first-child { font-family: ui-monospace, SFMono-Regular, "DejaVu Sans Mono",
   Menlo, Consolas, monospace; font-size: 0.88em; font-weight: 400; white-space: nowrap; }
@@ -507,6 +511,8 @@ def _e(text: object) -> str:
 
 
 _NUM_CLASS = ' class="num"'
+COMPACT_COLUMNS = 8
+"""Tables with more columns than this are set compact (smaller type, tighter cells)."""
 
 
 def _html_table(table: Table, element_id: str) -> str:
@@ -534,11 +540,13 @@ def _html_table(table: Table, element_id: str) -> str:
     # Title and caption sit above the scrolling wrapper (a <caption> would scroll away with
     # a wide table on a narrow screen); aria attributes tie them to the table.
     tid, cid = f"{element_id}-title", f"{element_id}-caption"
+    # many columns: smaller type and padding, so that a 15-column Table 1 fits 1,280 px
+    kind = "results compact" if len(table.columns) > COMPACT_COLUMNS else "results"
     desc = f'<p class="table-caption" id="{cid}">{_e(table.caption)}</p>' if table.caption else ""
     described = f' aria-describedby="{cid}"' if table.caption else ""
     return (
         f'<div class="table-block"><h3 class="table-title" id="{tid}">{_e(table.title)}</h3>'
-        f'{desc}<div class="table-wrap"><table id="{element_id}" class="results" '
+        f'{desc}<div class="table-wrap"><table id="{element_id}" class="{kind}" '
         f'aria-labelledby="{tid}"{described}>'
         f"<thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
         + "\n</tbody></table></div></div>"

@@ -100,6 +100,7 @@ __all__ = [
     "mixture_probabilities",
     "predict",
     "predict_mixture",
+    "radius_ceiling",
 ]
 
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
@@ -181,6 +182,22 @@ def certified_radius(p_lower: ArrayLike, sigma: float) -> NDArray[np.float64]:
     p = np.asarray(p_lower, dtype=np.float64)
     radius = sigma * norm.ppf(np.clip(p, 0.5, 1.0))
     return np.where(p >= 0.5, radius, 0.0).astype(np.float64)
+
+
+def radius_ceiling(sigma: float, n: int, alpha: float) -> float:
+    """The largest radius CERTIFY can return with ``n`` samples: ``sigma * Phi^-1(alpha^(1/n))``.
+
+    When all ``n`` samples vote for the top class, the one-sided Clopper-Pearson lower
+    bound on p_A is ``alpha^(1/n)``; no input can be certified further than this, however
+    robust the smoothed classifier is. The ceiling grows like ``sigma * sqrt(2 ln(n/ln(1/alpha)))``.
+
+    Example:
+        >>> [round(radius_ceiling(0.25, n, 0.001), 4) for n in (100, 100_000)]
+        [0.3751, 0.9529]
+    """
+    check_positive_int("n", n)
+    a = check_probability("alpha", alpha)
+    return float(_check_sigma(sigma) * norm.ppf(a ** (1.0 / n)))
 
 
 # --------------------------------------------------------------------------- validation

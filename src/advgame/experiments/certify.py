@@ -129,11 +129,21 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
         f"abstained on {abstain:.3f} of inputs; median certified radius of correct inputs "
         f"{float(np.median(radius[correct])) if correct.any() else 0.0:.3f}.")
     from advgame import plots
+    from advgame.smoothing import radius_ceiling
 
-    plots.certified_accuracy_vs_radius(out / "certified.png", radius, correct,
-                                       title=f"Certified accuracy, sigma={cfg.sigma:g}")
-    res["figures"].append({"name": "certified", "file": "certified.png",
-                           "caption": "Certified accuracy against L2 radius."})
+    ceiling = radius_ceiling(cfg.sigma, cfg.n, cfg.alpha)
+    plots.certified_accuracy_vs_radius(
+        out / "certified.png", radius, correct, label=f"Gaussian smoothing σ = {cfg.sigma:g}",
+        title=f"Certified accuracy, sigma={cfg.sigma:g}", ceiling=ceiling,
+        ceiling_label=f"largest radius n = {cfg.n:,} samples can certify: "
+                      f"σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}")
+    res["figures"].append({
+        "name": "certified", "file": "certified.png",
+        "caption": f"Certified accuracy against L2 radius on {evaluated(ds, y)}. The dotted "
+                   f"line is the largest radius n = {cfg.n:,} samples can certify at "
+                   f"alpha={cfg.alpha:g} (sigma * Phi^-1(alpha^(1/n)) = {ceiling:.3f}): "
+                   f"the curve drops there because of n, whatever the model; more samples "
+                   f"move it right."})
     finish(out, res, t0)
     return res
 

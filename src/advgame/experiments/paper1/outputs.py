@@ -339,10 +339,14 @@ def certification_outputs(cfg: Paper1Config, res: dict[str, Any], cert: dict[str
     plots = _plots()
     radius = np.array(cert["radius"])
     correct = np.array(cert["correct"], dtype=bool)
+    from advgame.smoothing import radius_ceiling
+
+    ceiling = radius_ceiling(cfg.sigma, cfg.certify_n, cfg.alpha)
     plots.certified_accuracy_vs_radius(
-        out / "certified.png", radius, correct,
-        title=f"Certified accuracy of Gaussian smoothing (sigma={cfg.sigma:g})")
-    ceiling = cfg.sigma * _ndtri(cfg.alpha ** (1.0 / cfg.certify_n))
+        out / "certified.png", radius, correct, label=f"Gaussian smoothing σ = {cfg.sigma:g}",
+        title=f"Certified accuracy of Gaussian smoothing (sigma={cfg.sigma:g})",
+        ceiling=ceiling, ceiling_label=f"largest radius n = {cfg.certify_n:,} samples can "
+                                       f"certify: σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}")
     counts = cert.get("class_counts", {})
     what = ", ".join(f"{v} of class {k}" for k, v in counts.items())
     grid = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
@@ -361,12 +365,6 @@ def certification_outputs(cfg: Paper1Config, res: dict[str, Any], cert: dict[str
         "columns": ["radius r", "certified accuracy"],
         "rows": [[r, float(np.mean(correct & (radius >= r)))] for r in grid],
     })
-
-
-def _ndtri(p: float) -> float:
-    from scipy.special import ndtri
-
-    return float(ndtri(p))
 
 
 def pairs_outputs(cfg: Paper1Config, res: dict[str, Any], summaries: list[dict[str, Any]]) -> None:
