@@ -31,7 +31,13 @@ from advgame.experiments.classifier import (
     obtain_model_once,
     record_classifier,
 )
-from advgame.experiments.common import Progress, UnitStore, config_digest, no_progress
+from advgame.experiments.common import (
+    Progress,
+    UnitStore,
+    certification_figure,
+    config_digest,
+    no_progress,
+)
 from advgame.validate import check_nonnegative, check_positive_int, check_probability
 
 
@@ -128,15 +134,9 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
         f"{float(np.mean(correct & (radius >= 0.5))):.3f} at r=0.5 (sigma={cfg.sigma:g}); "
         f"abstained on {abstain:.3f} of inputs; median certified radius of correct inputs "
         f"{float(np.median(radius[correct])) if correct.any() else 0.0:.3f}.")
-    from advgame import plots
-    from advgame.smoothing import radius_ceiling
-
-    ceiling = radius_ceiling(cfg.sigma, cfg.n, cfg.alpha)
-    plots.certified_accuracy_vs_radius(
-        out / "certified.png", radius, correct, label=f"Gaussian smoothing σ = {cfg.sigma:g}",
-        title=f"Certified accuracy, sigma={cfg.sigma:g}", ceiling=ceiling,
-        ceiling_label=f"largest radius n = {cfg.n:,} samples can certify: "
-                      f"σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}")
+    ceiling = certification_figure(out / "certified.png", radius, correct, sigma=cfg.sigma,
+                                   n=cfg.n, alpha=cfg.alpha,
+                                   title=f"Certified accuracy, sigma={cfg.sigma:g}")
     res["figures"].append({
         "name": "certified", "file": "certified.png",
         "caption": f"Certified accuracy against L2 radius on {evaluated(ds, y)}. The dotted "

@@ -392,3 +392,18 @@ def seed_generators(seed: int, device: torch.device) -> tuple[torch.Generator, t
         torch.Generator().manual_seed(seed + 1)
     )
     return cpu, dev
+
+
+def certification_figure(path: Path, radius: np.ndarray, correct: np.ndarray, *, sigma: float,
+                         n: int, alpha: float, title: str) -> float:
+    """The certified-accuracy curve of Gaussian smoothing at ``sigma`` with its radius
+    ceiling ``sigma * Phi^-1(alpha^(1/n))`` drawn and named; returns the ceiling."""
+    from advgame import plots
+    from advgame.smoothing import radius_ceiling
+
+    ceiling = radius_ceiling(sigma, n, alpha)
+    plots.certified_accuracy_vs_radius(
+        path, radius, correct, label=f"Gaussian smoothing σ = {sigma:g}", title=title,
+        ceiling=ceiling, ceiling_label=f"largest radius n = {n:,} samples can certify: "
+                                       f"σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}")
+    return ceiling

@@ -336,17 +336,13 @@ def diagnostics_outputs(cfg: Paper1Config, res: dict[str, Any], diag: list[dict[
 
 def certification_outputs(cfg: Paper1Config, res: dict[str, Any], cert: dict[str, Any],
                           out: Path) -> None:
-    plots = _plots()
+    from advgame.experiments.common import certification_figure
+
     radius = np.array(cert["radius"])
     correct = np.array(cert["correct"], dtype=bool)
-    from advgame.smoothing import radius_ceiling
-
-    ceiling = radius_ceiling(cfg.sigma, cfg.certify_n, cfg.alpha)
-    plots.certified_accuracy_vs_radius(
-        out / "certified.png", radius, correct, label=f"Gaussian smoothing σ = {cfg.sigma:g}",
-        title=f"Certified accuracy of Gaussian smoothing (sigma={cfg.sigma:g})",
-        ceiling=ceiling, ceiling_label=f"largest radius n = {cfg.certify_n:,} samples can "
-                                       f"certify: σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}")
+    ceiling = certification_figure(
+        out / "certified.png", radius, correct, sigma=cfg.sigma, n=cfg.certify_n,
+        alpha=cfg.alpha, title=f"Certified accuracy of Gaussian smoothing (sigma={cfg.sigma:g})")
     counts = cert.get("class_counts", {})
     what = ", ".join(f"{v} of class {k}" for k, v in counts.items())
     grid = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
