@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from advgame import progress
 from advgame.errors import InputError
 from advgame.models import TrainConfig, build_model, train
 from advgame.progress import LineProgress, NullProgress, progress_bar, track
@@ -22,7 +23,13 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-def test_lines_every_tenth_without_carriage_returns() -> None:
+@pytest.fixture()
+def every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step lines however fast the work goes (the default waits 2 s between two)."""
+    monkeypatch.setattr(progress, "MIN_INTERVAL_S", 0.0)
+
+
+def test_lines_every_tenth_without_carriage_returns(every_step: None) -> None:
     log = io.StringIO()
     with progress_bar(1000, "work", unit="rows", file=log) as bar:
         for _ in range(1000):
@@ -33,6 +40,30 @@ def test_lines_every_tenth_without_carriage_returns() -> None:
     assert [line.split("%")[0] for line in lines] == [f"work: {p}" for p in range(0, 101, 10)]
     assert lines[-1].startswith("work: 100% (1,000/1,000 rows) done in ")
     assert "left" in lines[5]
+
+
+def test_fast_work_leaves_two_lines_and_slow_work_one_per_step() -> None:
+    now = [0.0]
+    log = io.StringIO()
+    with LineProgress(100, "fast", file=log, clock=lambda: now[0]) as bar:
+        for _ in range(100):
+            now[0] += 0.001
+            bar.update(1)
+    assert [line.split(" (")[0] for line in log.getvalue().splitlines()] == [
+        "fast: 0%", "fast: 100%"]
+    log = io.StringIO()
+    with LineProgress(100, "slow", file=log, clock=lambda: now[0]) as bar:
+        for _ in range(100):
+            now[0] += 0.5  # a step (10 units) takes 5 s
+            bar.update(1)
+    assert len(log.getvalue().splitlines()) == 11
+    log = io.StringIO()
+    with LineProgress(100, "mid", file=log, clock=lambda: now[0]) as bar:
+        for _ in range(100):
+            now[0] += 0.15  # a step takes 1.5 s: every other step gets its line
+            bar.update(1)
+    assert [line.split("%")[0] for line in log.getvalue().splitlines()] == [
+        "mid: 0", "mid: 20", "mid: 40", "mid: 60", "mid: 80", "mid: 100"]
 
 
 def test_line_every_interval_and_where_it_stopped() -> None:
@@ -83,7 +114,7 @@ def linear() -> nn.Linear:
 
 
 def test_certify_and_predict_report_samples_only_when_asked(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], every_step: None,
 ) -> None:
     x = torch.tensor([[0.5, 0.0], [0.0, 0.0], [-1.0, 0.0]])
     quiet = certify(linear(), x, 0.5, 10, 2000, generator=torch.Generator().manual_seed(0))
@@ -103,7 +134,9 @@ def test_certify_and_predict_report_samples_only_when_asked(
         certify(linear(), x, 0.5, progress="yes")  # type: ignore[arg-type]
 
 
-def test_train_reports_batches_with_the_loss(capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_reports_batches_with_the_loss(
+    capsys: pytest.CaptureFixture[str], every_step: None,
+) -> None:
     x, y = torch.rand(40, 1, 2, 2), torch.arange(40) % 2
     calls: list[int] = []
     model = build_model("mlp", (1, 2, 2), 2, hidden=(4,))
@@ -137,7 +170,7 @@ def test_command_writes_plain_progress_lines_to_a_log_file(tmp_path: Path) -> No
 
 
 def test_cascade_and_evaluate_report_stages_only_when_asked(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], every_step: None,
 ) -> None:
     from advgame.attacks.cascade import run_cascade
     from advgame.evaluation import evaluate

@@ -9,8 +9,8 @@ Where the output goes decides the form:
 
 - a terminal (``file.isatty()``), or a Jupyter notebook: a tqdm bar that redraws in place;
 - anything else (a log file, a pipe, a CI log): :class:`LineProgress`, one plain line at
-  the start, at every 10% of the total, at least every minute, and at the end --
-  never carriage returns, so a log stays one line per report.
+  the start, at every 10% of the total (at most one per 2 s), at least every minute, and
+  at the end -- never carriage returns, so a log stays one line per report.
 
 A line reads ``certify: 40% (40,400/101,000 rows) 12s elapsed, ~18s left, 3.4k rows/s``.
 
@@ -20,8 +20,8 @@ Example:
     >>> with progress_bar(4, "work", unit="step", file=log) as bar:
     ...     for _ in range(4):
     ...         _ = bar.update(1)
-    >>> [line.split(" (")[0] for line in log.getvalue().splitlines()]
-    ['work: 0%', 'work: 25%', 'work: 50%', 'work: 75%', 'work: 100%']
+    >>> [line.split(" (")[0] for line in log.getvalue().splitlines()]  # done in 2 s: 2 lines
+    ['work: 0%', 'work: 100%']
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ from typing import IO, Any, Protocol, TypeVar
 __all__ = ["LineProgress", "NullProgress", "ProgressBar", "progress_bar", "track"]
 
 T = TypeVar("T")
+
+MIN_INTERVAL_S = 2.0
+"""Seconds between two step lines of :class:`LineProgress` (its default)."""
 
 
 class ProgressBar(Protocol):
@@ -95,8 +98,10 @@ class LineProgress:
     """Progress as plain lines, for output that is not a terminal.
 
     Writes one line when it starts, each time the count crosses another ``step`` of the
-    total (default every 10%), whenever ``interval`` seconds passed since the last line
-    (default 60; the only reports when the total is unknown), and when it closes.
+    total (default every 10%) if at least ``min_interval`` seconds (default 2) passed since
+    the last line, whenever ``interval`` seconds passed since the last line (default 60;
+    the only reports when the total is unknown), and when it closes -- so a task of a
+    second leaves two lines in a log, a task of an hour about a dozen.
 
     Args:
         total: units of work in all (None or 0: unknown).
@@ -105,13 +110,15 @@ class LineProgress:
         file: where the lines go (default ``sys.stderr``), flushed after each.
         step: fraction of the total between two lines, in (0, 1].
         interval: seconds after which a line is written even between two steps.
+        min_interval: seconds that must pass between two step lines (default
+            :data:`MIN_INTERVAL_S`).
         clock: the time source (seconds); tests pass a fake one.
 
     Example:
         >>> import io
         >>> log, now = io.StringIO(), [0.0]
         >>> bar = LineProgress(200, "certify", unit="rows", file=log, step=0.5,
-        ...                    clock=lambda: now[0])
+        ...                    min_interval=0, clock=lambda: now[0])
         >>> now[0] = 3.0; bar.update(120)
         >>> now[0] = 4.0; bar.close()
         >>> print(log.getvalue().rstrip())
@@ -129,6 +136,7 @@ class LineProgress:
         file: IO[str] | None = None,
         step: float = 0.1,
         interval: float = 60.0,
+        min_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.total = total if total else None
@@ -137,6 +145,7 @@ class LineProgress:
         self.file = file
         self.step = step
         self.interval = interval
+        self.min_interval = MIN_INTERVAL_S if min_interval is None else min_interval
         self.clock = clock
         self.n: float = 0
         self.postfix = ""
@@ -189,9 +198,9 @@ class LineProgress:
         due = now - self.last_time >= self.interval
         if self.total is not None:
             reached = math.floor(min(self.n / self.total, 1.0) / self.step + 1e-9)
-            if reached > self.last_step:
+            if reached > self.last_step:  # a step boundary: its line, unless one is recent
                 self.last_step = reached
-                due = True
+                due = due or now - self.last_time >= self.min_interval
         if due:
             self.last_time = now
             self.finished = self.total is not None and self.n >= self.total

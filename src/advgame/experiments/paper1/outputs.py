@@ -306,8 +306,9 @@ def diagnostics_outputs(cfg: Paper1Config, res: dict[str, Any], diag: list[dict[
                         out: Path, na: Norm) -> None:
     plots = _plots()
     eps = [d["eps"] for d in diag]
-    keys = [("faithful", "faithful (all checks)"), ("labels_agree", "labels agree at FGM point"),
-            ("same_region", "FGM point in same activation region"),
+    keys = [("faithful", "faithful = labels agree, no sampled or PGD disagreement"),
+            ("labels_agree", "labels agree at FGM point"),
+            ("same_region", "FGM point in same activation region (stricter, not required)"),
             ("sampled_disagree", "ball meets another boundary piece (sampled)"),
             ("pgd_disagrees", "linear model and PGD disagree")]
     curves = {lab: [d[k] for d in diag] for k, lab in keys}
@@ -317,7 +318,13 @@ def diagnostics_outputs(cfg: Paper1Config, res: dict[str, Any], diag: list[dict[
     res["figures"].append({
         "name": "linearity", "file": "linearity.png",
         "caption": "Fraction of test points where the locally linear model is faithful, "
-                   "against eps, and the individual checks behind it."})
+                   "against eps: the linearized and true labels agree at the FGM point, no "
+                   "sampled point of the ball (uniform samples, the FGM segment, the PGD path) "
+                   "has disagreeing labels, and the linear model and PGD agree on whether the "
+                   "ball holds an adversarial point. 'ball meets another boundary piece' and "
+                   "'linear model and PGD disagree' count failures (lower is better); 'same "
+                   "activation region' is a stricter check that faithfulness "
+                   "does not need (a linear piece can end and the labels still agree)."})
     res["tables"].append({
         "name": "linearity", "title": "Linearity diagnostics",
         "caption": "Fractions of test points. same region: FGM point in the activation region "
