@@ -243,3 +243,27 @@ def test_strong_attack_kinds_in_the_game() -> None:
         with pytest.raises(InputError) as info:
             parse_strategies([{"name": "clean", "kind": "clean"}], [bad])
         assert arg in str(info.value)
+
+
+def test_masking_flag_when_a_gradient_free_attack_beats_the_gradient_ones() -> None:
+    import torch
+
+    from advgame.experiments.game import masking_flags
+    from advgame.game.payoff import PayoffMatrix
+
+    attackers = [{"name": "PGD-0.2", "kind": "pgd", "eps": 0.2},
+                 {"name": "APGD-0.2", "kind": "apgd", "eps": 0.2},
+                 {"name": "PGD-0.1", "kind": "pgd", "eps": 0.1},
+                 {"name": "AttNet-0.2", "kind": "attnet", "eps": 0.2},
+                 {"name": "Square-0.2", "kind": "square", "eps": 0.2}]
+    acc = np.array([[0.50, 0.48, 0.70, 0.20, 0.47],    # healthy: Square within noise
+                    [0.90, 0.85, 0.95, 0.10, 0.30],    # masked: Square far below PGD/APGD
+                    [0.40, 0.40, 0.05, 0.30, 0.20]])   # the eps 0.1 column does not count
+    m = PayoffMatrix(("healthy", "masked", "other"), tuple(a["name"] for a in attackers), acc,
+                     torch.zeros(3, 5, 400, dtype=torch.bool))
+    flags = masking_flags(attackers, m)
+    assert [(f["defender"], f["attacker"]) for f in flags] == [("masked", "Square-0.2"),
+                                                              ("other", "Square-0.2")]
+    assert flags[0]["best_gradient_accuracy"] == 0.85
+    assert flags[0]["gradient_attackers"] == ["PGD-0.2", "APGD-0.2"]
+    assert masking_flags(attackers[:4], m.submatrix(m.defenders, m.attackers[:4])) == []

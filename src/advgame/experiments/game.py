@@ -29,10 +29,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ from advgame.game.strategies import (
 from advgame.models import TrainConfig, load_checkpoint
 from advgame.validate import check_nonnegative, check_positive_int
 
-#: The default strategy sets (also written out in ``configs/game-mnist.toml``).
+#: The default strategy sets (``configs/game-mnist.toml`` has them with a few more
+#: attackers: an L2 PGD and ART's APGD).
 DEFAULT_DEFENDERS: tuple[dict[str, Any], ...] = (
     {"name": "clean", "kind": "clean"},
     {"name": "adv-FGSM-0.1", "kind": "adversarial", "eps": 0.1},
@@ -94,6 +96,9 @@ DEFAULT_ATTACKERS: tuple[dict[str, Any], ...] = (
     {"name": "PGD-0.2", "kind": "pgd", "eps": 0.2, "steps": 20},
     {"name": "AttNet-0.2", "kind": "attnet", "eps": 0.2},
     {"name": "transfer-PGD-0.2", "kind": "transfer", "eps": 0.2},
+    # evaluation-grade attacks: every table that ranks defenses includes a gradient-free one
+    {"name": "APGD-T-0.2", "kind": "apgd", "eps": 0.2, "loss": "dlr", "targeted": True},
+    {"name": "Square-0.2", "kind": "square", "eps": 0.2, "queries": 1000},
 )
 
 #: Reduced settings of ``--quick``.
@@ -370,6 +375,9 @@ def run_game(
     _data(res, cfg, matrix, game, mixed_eval, do, info, work, attacks, defenses)
     res["data"].update(data_summary(ds, y_te))
     res["summary"] = _summary(cfg, what, matrix, game, mixed_eval, do)
+    masking = masking_flags(cfg.attackers, matrix)
+    res["data"]["masking"] = masking
+    res["summary"].append(_masking_text(masking, cfg.attackers))
     _figures(out, res, matrix, game, do)
     finish(out, res, t0)
     return res
@@ -619,6 +627,64 @@ def _data(res: dict[str, Any], cfg: GameConfig, matrix: PayoffMatrix, game: dict
                               for k, v in do["mixed"].items()},
         }
     res["data"] = data
+
+
+#: Attacker kinds that follow the model's input gradient (kinds not listed and not
+#: gradient-free, such as AttNets and transfer attacks, are compared with neither).
+GRADIENT_KINDS = frozenset({"fgsm", "fgm", "pgd", "apgd", "fab", "cw", "autoattack"})
+GRADIENT_FREE_KINDS = frozenset({"square"})
+
+
+def masking_flags(attackers: Sequence[dict[str, Any]],
+                  matrix: PayoffMatrix) -> list[dict[str, Any]]:
+    """Defenders on which a gradient-free attacker beats every gradient attacker of the same
+    budget (eps and norm) by more than two standard errors -- the signature of gradient
+    masking (Athalye et al. 2018; Croce & Hein 2020): the gradient attacks' accuracy is then
+    not an upper bound worth reporting.
+
+    Returns one ``{"defender", "attacker", "accuracy", "gradient_attackers",
+    "best_gradient_accuracy"}`` per flag.
+    """
+    n = int(matrix.success.shape[-1]) if matrix.success.ndim == 3 else 1
+    spec = {str(a["name"]): a for a in attackers}
+
+    def budget(a: dict[str, Any]) -> tuple[float, str]:
+        return float(a.get("eps", 0.0)), str(a.get("norm", "inf"))
+
+    flags = []
+    for j, name in enumerate(matrix.attackers):
+        a = spec.get(name)
+        if a is None or a.get("kind") not in GRADIENT_FREE_KINDS:
+            continue
+        grads = [k for k, other in enumerate(matrix.attackers)
+                 if other in spec and spec[other].get("kind") in GRADIENT_KINDS
+                 and budget(spec[other]) == budget(a)]
+        if not grads:
+            continue
+        for i, d in enumerate(matrix.defenders):
+            free = float(matrix.accuracy[i, j])
+            best = min(float(matrix.accuracy[i, k]) for k in grads)
+            p = (free + best) / 2
+            if free < best - 2.0 * math.sqrt(max(2 * p * (1 - p), 1.0 / n) / n):
+                flags.append({"defender": d, "attacker": name, "accuracy": free,
+                              "gradient_attackers": [matrix.attackers[k] for k in grads],
+                              "best_gradient_accuracy": best})
+    return flags
+
+
+def _masking_text(flags: list[dict[str, Any]], attackers: Sequence[dict[str, Any]]) -> str:
+    free = [str(a["name"]) for a in attackers if a.get("kind") in GRADIENT_FREE_KINDS]
+    if not free:
+        return ("No gradient-free attacker is in the game, so gradient masking cannot be "
+                "checked: add a Square attacker (kind = \"square\") before ranking defenses.")
+    if not flags:
+        return (f"Gradient masking check: the gradient-free {', '.join(free)} beats the "
+                "gradient attacks of its budget on no defender (beyond 2 standard errors).")
+    return ("Gradient masking flagged (a gradient-free attack beats every gradient attack of "
+            "the same budget): " + "; ".join(
+                f"{f['defender']} ({f['attacker']} {f['accuracy']:.4f} vs "
+                f"{f['best_gradient_accuracy']:.4f})" for f in flags)
+            + ". Rank these defenses by the gradient-free attack, not by PGD.")
 
 
 def _summary(cfg: GameConfig, where: str, matrix: PayoffMatrix, game: dict[str, Any],
