@@ -13,6 +13,11 @@ from advgame.experiments.paper2 import DEFENSES, Paper2Config
 
 TINY = """
 dataset = "digits-8x8"
+arch = "mlp"
+etas = [0.3, 0.5]
+compare_archs = []
+heatmap_rounds = 3
+table_rounds = 1
 epochs = 2
 hidden = [32]
 rounds = 3
@@ -46,7 +51,8 @@ def test_paper2_tiny_run_tables_figures_and_resume(tmp_path: Path) -> None:
     res = json.loads((out / "results.json").read_text())
     assert res["command"] == "paper2" and res["config"]["rounds"] == 3
     tables = _tables(res)
-    assert set(tables) == {"cat_and_mouse", "defense_attack", "minimax_maximin"}
+    assert set(tables) == {"cat_and_mouse", "defense_attack", "minimax_maximin",
+                           "cat_and_mouse_rounds", "eta_sweep"}
 
     cm = tables["cat_and_mouse"]
     assert cm["columns"] == ["model", "clean", "FGSM-1", "FGSM-2", "FGSM-3", "FGSM-curr"]
@@ -61,11 +67,43 @@ def test_paper2_tiny_run_tables_figures_and_resume(tmp_path: Path) -> None:
             assert row[2 + k] == pytest.approx(e[k][k])
     assert isinstance(res["data"]["cat_and_mouse"]["oscillation"]["fgsm_curr"]["oscillates"],
                       bool)
+    # the per-round series agree with the matrix E: own attack of u_k = E[k][k-1] (FGSM-k),
+    # FGSM-curr = E[k][k]
+    cr = tables["cat_and_mouse_rounds"]
+    assert cr["columns"] == ["round k", "own attack (FGSM-k)", "FGSM-curr", "clean"]
+    assert [r[0] for r in cr["rows"]] == [0, 1, 2, 3] and cr["rows"][0][1] is None
+    for k, row in enumerate(cr["rows"]):
+        assert row[2] == pytest.approx(e[k][k]) and row[3] == pytest.approx(rounds[k][1])
+        if k:
+            assert row[1] == pytest.approx(e[k][k - 1])
+
+    # the eta table: 5 defenses x 2 etas; at the main eta its cells are the main table's
+    sw = tables["eta_sweep"]
+    assert sw["columns"] == ["defense", "eta", "clean", "FGSM-curr", "AttNet-curr",
+                             "fresh AttNet", "PGD", "Square", "worst case"]
+    assert len(sw["rows"]) == 10 and {r[1] for r in sw["rows"]} == {0.3, 0.5}
+    main_rows = {r[0]: dict(zip(tables["defense_attack"]["columns"], r, strict=True))
+                 for r in tables["defense_attack"]["rows"]}
+    names = {"Sens-FGSM": "Sens-FGSM", "online adv. training": "online adv. training (FGSM)",
+             "Alt (plain alternating)": "minimax",
+             "Minimax (sensitivity-penalized)": "minimax + sensitivity penalty",
+             "clean model": "u0 (clean)"}
+    for r in sw["rows"]:
+        row = dict(zip(sw["columns"], r, strict=True))
+        vals = [v for k, v in row.items() if k not in ("defense", "eta", "clean") and v is not None]
+        assert row["worst case"] >= max(vals) - 1e-9
+        assert (row["AttNet-curr"] is None) == (not r[0].startswith(("Alt", "Minimax")))
+        if r[1] == 0.3:
+            ref = main_rows[names[r[0]]]
+            for col in ("clean", "FGSM-curr", "PGD", "Square", "worst case"):
+                assert row[col] == pytest.approx(ref[col]), (r[0], col)
+    assert set(res["data"]["eta_sweep"]) == {"mlp"}
 
     da = tables["defense_attack"]
     assert da["columns"] == ["defense", "clean", "FGSM-curr", "PGD", "APGD", "Square",
                              "AttNet-MLP", "AttNet-CNN", "AttNet-minimax", "worst case"]
-    assert len(da["rows"]) == 4 + len(DEFENSES) - 2
+    assert [r[0] for r in da["rows"]][:3] == ["u0 (clean)", "u1", "u3"]  # table_rounds = 1
+    assert len(da["rows"]) == 3 + len(DEFENSES) - 2
     for row in da["rows"]:
         vals = row[1:]
         assert all(0.0 <= v <= 1.0 for v in vals)
@@ -80,8 +118,9 @@ def test_paper2_tiny_run_tables_figures_and_resume(tmp_path: Path) -> None:
 
     for f in res["figures"]:
         assert (out / f["file"]).is_file()
-    assert {f["name"] for f in res["figures"]} == {"cat_and_mouse", "fgsm_curr",
-                                                   "minimax_curves", "defense_attack"}
+    assert {f["name"] for f in res["figures"]} == {
+        "cat_and_mouse", "cat_and_mouse_rounds", "minimax_curves", "defense_attack",
+        "eta_sweep_fgsm-curr", "eta_sweep_fresh_attnet", "eta_sweep_worst_case"}
     assert res["summary"] and all(isinstance(s, str) for s in res["summary"])
     assert (out / "report.html").is_file()
 
@@ -109,6 +148,15 @@ def test_paper2_config_validation(tmp_path: Path, capsys: pytest.CaptureFixture[
         Paper2Config(eta=-0.1)
     with pytest.raises(InputError, match="sens_surrogate"):
         Paper2Config(sens_surrogate="sign")
+    for bad, name in (({"eta": 0.0}, "eta"), ({"eta": 1.5}, "eta"), ({"etas": (0.3, 0.0)}, "etas"),
+                      ({"etas": ()}, "etas"), ({"rounds": 0}, "rounds"),
+                      ({"sweep_defenses": ("reformer",)}, "sweep_defenses"),
+                      ({"compare_archs": ("cnn",)}, "compare_archs"),
+                      ({"compare_archs": ("resnet",)}, "compare_archs")):
+        with pytest.raises(InputError, match=name):
+            Paper2Config(**bad)
+    assert main(["paper2", "--eta", "0", "--out", str(tmp_path / "y")]) == 2
+    assert "eta" in capsys.readouterr().err
     assert main(["paper2", "--defenses", "magic", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "defenses" in err and "Traceback" not in err

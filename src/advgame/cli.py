@@ -131,6 +131,8 @@ def _shown(value: Any) -> str:
     """A default as a user would type it on the command line."""
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, (tuple, list)) and not value:
+        return "none"
     if isinstance(value, (tuple, list)):
         return " ".join(_shown(v) for v in value) if all(
             not isinstance(v, (tuple, list, dict)) for v in value) else str(list(value))

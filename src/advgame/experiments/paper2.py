@@ -78,6 +78,7 @@ from advgame.models import (
     load_checkpoint,
     predict,
     save_checkpoint,
+    train,
 )
 from advgame.models.checkpoint import atomic_torch_save
 from advgame.validate import check_nonnegative, check_positive_int
@@ -86,12 +87,17 @@ from advgame.validate import check_nonnegative, check_positive_int
 DEFENSES = ("clean", "cat-mouse", "adv-online", "sens-fgsm", "sens-first-order", "minimax",
             "maximin", "minimax-sens", "reformer")
 
+#: Defenses of the eta table (the paper's Minimax = ``minimax-sens``, the sensitivity-
+#: penalized solver; Alt = ``minimax``, plain alternating descent/ascent with the same k).
+SWEEP_DEFENSES = ("clean", "adv-online", "sens-fgsm", "minimax", "minimax-sens")
+
 #: Reduced settings of ``--quick`` (about 5 minutes on one CPU core for mnist-5k).
 QUICK: dict[str, Any] = {
-    "epochs": 3, "rounds": 3, "round_epochs": 2, "adv_epochs": 2, "sens_epochs": 2,
+    "epochs": 3, "rounds": 20, "round_epochs": 1, "adv_epochs": 2, "sens_epochs": 2,
     "minimax_iterations": 120, "minimax_k": 3, "attnet_epochs": 2, "attnet_restarts": 1,
     "cnn_attnet_restarts": 1, "attnet_train_size": 2000, "pgd_steps": 10,
-    "reformer_epochs": 2, "n_test": 500, "apgd_steps": 20, "square_queries": 500,
+    "reformer_epochs": 2, "n_test": 300, "apgd_steps": 20, "square_queries": 300,
+    "etas": (0.3, 0.5), "compare_archs": (), "table_rounds": 2,
 }
 
 
@@ -100,8 +106,19 @@ class Paper2Config(ModelConfig):
     """``advgame paper2``: the learning-based minimax defense paper (S2), end to end.
 
     Attributes (beyond the data and u_0 fields of :class:`ModelConfig`):
-        eta: L-inf budget of every attack (MNIST scale, inputs in [0, 1]).
-        rounds: cat-and-mouse rounds K. round_epochs: epochs to train each u_k.
+        arch: the classifier; ``cnn`` by default, as in the paper's MNIST experiments (a
+            convolutional network; the paper's attack network is a 3-layer fully connected
+            net with 300 units per layer, ``attnet_hidden``).
+        eta: L-inf budget of every attack in the cat-and-mouse and the defense x attack
+            table (MNIST scale, inputs in [0, 1]), in (0, 1].
+        rounds: cat-and-mouse rounds K (the paper ran 80). round_epochs: epochs to train
+            each u_k. heatmap_rounds: the E[k][j] matrix covers u_0..u_heatmap_rounds.
+            table_rounds: the u_k of the defense x attack table (u_1..u_table_rounds and
+            u_K; every round is in ``cat_and_mouse_rounds``).
+        etas: budgets of the eta table (``eta_sweep``): the defenses ``sweep_defenses``
+            trained at each eta against FGSM-curr, the game's own attacker, fresh AttNets,
+            PGD and Square at that eta. compare_archs: other classifiers the eta table is
+            also run with (e.g. ``("mlp",)``).
         warm_start: u_k starts from u_(k-1) (else from scratch). with_clean: u_k also sees
             the clean training data.
         adv_epochs: epochs of online adversarial training (from u_0).
@@ -124,9 +141,15 @@ class Paper2Config(ModelConfig):
         defenses: which defenses to build and evaluate (see ``DEFENSES``).
     """
 
+    arch: str = "cnn"
     eta: float = 0.3
-    rounds: int = 5
-    round_epochs: int = 5
+    rounds: int = 80
+    round_epochs: int = 3
+    heatmap_rounds: int = 10
+    table_rounds: int = 3
+    etas: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
+    sweep_defenses: tuple[str, ...] = SWEEP_DEFENSES
+    compare_archs: tuple[str, ...] = ("mlp",)
     warm_start: bool = True
     with_clean: bool = False
     adv_epochs: int = 10
@@ -145,7 +168,7 @@ class Paper2Config(ModelConfig):
     attnet_train_size: int | None = None
     pgd_steps: int = 20
     apgd_steps: int = 100
-    square_queries: int = 5000
+    square_queries: int = 1000
     reformer_epochs: int = 10
     reformer_noise: float = 0.1
     n_test: int | None = None
@@ -153,8 +176,27 @@ class Paper2Config(ModelConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_nonnegative("eta", self.eta, upper=1.0)
-        for name in ("rounds", "round_epochs", "adv_epochs", "sens_epochs",
+        for name, value in [("eta", self.eta), *(("etas", e) for e in self.etas)]:
+            if not 0.0 < check_nonnegative(name, value, upper=1.0):
+                raise InputError(name, f"must be in (0, 1], got {value!r}")
+        if not self.etas:
+            raise InputError("etas", "give at least one budget")
+        if len(set(self.etas)) != len(self.etas):
+            raise InputError("etas", f"must be distinct, got {list(self.etas)}")
+        check_positive_int("rounds", self.rounds)
+        for name in ("heatmap_rounds", "table_rounds"):
+            check_positive_int(name, getattr(self, name), minimum=0)
+        bad_s = [d for d in self.sweep_defenses if d not in SWEEP_DEFENSES]
+        if bad_s or len(set(self.sweep_defenses)) != len(self.sweep_defenses):
+            raise InputError("sweep_defenses", f"unknown or repeated defense(s) {bad_s}; "
+                             f"choose from {list(SWEEP_DEFENSES)}")
+        from advgame.models import ARCHITECTURES
+
+        bad_a = [a for a in self.compare_archs if a not in ARCHITECTURES or a == self.arch]
+        if bad_a:
+            raise InputError("compare_archs", f"{bad_a}: give architectures from "
+                             f"{list(ARCHITECTURES)} other than arch={self.arch!r}")
+        for name in ("round_epochs", "adv_epochs", "sens_epochs",
                      "minimax_iterations", "attnet_epochs", "cnn_attnet_restarts",
                      "reformer_epochs", "apgd_steps", "square_queries"):
             check_positive_int(name, getattr(self, name), minimum=0)
@@ -248,12 +290,17 @@ class _Work:
         if got is not None:
             self.timings[key] = float(got["seconds"])
 
-    def new_classifier(self, key: str) -> nn.Module:
-        with _seeded_init(self.cfg.seed, key):
-            return build_model(self.cfg.arch, self.ds.input_shape, self.ds.num_classes,
-                               **self.cfg.arch_kwargs()).to(self.device)
+    def arch_kwargs(self, arch: str) -> dict[str, Any]:
+        return {"hidden": self.cfg.hidden} if arch == "mlp" else {}
 
-    def classifier(self, key: str, make: Callable[[], nn.Module]) -> nn.Module:
+    def new_classifier(self, key: str, arch: str | None = None) -> nn.Module:
+        a = arch or self.cfg.arch
+        with _seeded_init(self.cfg.seed, key):
+            return build_model(a, self.ds.input_shape, self.ds.num_classes,
+                               **self.arch_kwargs(a)).to(self.device)
+
+    def classifier(self, key: str, make: Callable[[], nn.Module],
+                   arch: str | None = None) -> nn.Module:
         """Load ``models/<key>.pt`` or build it with ``make()`` and save it (timed)."""
         path = self.models / f"{key}.pt"
         if path.is_file():
@@ -263,8 +310,9 @@ class _Work:
         t0 = time.perf_counter()
         model = make()
         self.record(f"train_{key}_s", time.perf_counter() - t0)
-        save_checkpoint(path, model, arch=self.cfg.arch, input_shape=self.ds.input_shape,
-                        num_classes=self.ds.num_classes, kwargs=self.cfg.arch_kwargs(),
+        a = arch or self.cfg.arch
+        save_checkpoint(path, model, arch=a, input_shape=self.ds.input_shape,
+                        num_classes=self.ds.num_classes, kwargs=self.arch_kwargs(a),
                         meta={"key": key})
         return model
 
@@ -330,23 +378,31 @@ def run_paper2(
         defenses, game_attnets, cm_models = _train_defenses(cfg, work, u0, x_tr, y_tr,
                                                             no_progress)
 
-    # ---- evaluation
+    # ---- evaluation (the table's rounds: u_1..u_table_rounds and u_K)
     curves: dict[str, Any] = {}
     te = time.perf_counter()
-    cells = _evaluate(cfg, work, defenses, game_attnets, x_att, y_att, x_te, y_te, progress)
+    shown = {d: m for d, m in defenses.items() if not _is_round(d) or d == "u0"
+             or int(d[1:]) <= cfg.table_rounds or int(d[1:]) == len(cm_models) - 1}
+    cells = _evaluate(cfg, work, shown, game_attnets, x_att, y_att, x_te, y_te, progress)
+    sweep = _eta_sweep(cfg, work, u0, cells, x_tr, y_tr, x_att, y_att, x_te, y_te, progress)
     if not distributed.is_main():
         return {"summary": []}
     work.timings["evaluate_wall_s"] = time.perf_counter() - te
     work.timings["evaluate_s"] = sum(c["seconds"] for row in cells.values()
                                      for c in row.values())
+    work.timings["eta_sweep_evaluate_s"] = sum(
+        c["seconds"] for per_eta in sweep.values() for rows in per_eta.values()
+        for row in rows.values() for c in row.values())
     work.timings["compute_s"] = sum(v for k, v in work.timings.items()
-                                    if k.startswith("train_") or k == "evaluate_s")
-    cm = cat_and_mouse_errors(cm_models, x_te, y_te, cfg.eta) if len(cm_models) > 1 else None
-    fgsm_j = [fgsm_examples(m, x_te, y_te, cfg.eta) for m in cm_models[:-1]] \
-        if len(cm_models) > 1 else []
+                                    if k.startswith("train_") or k.endswith("evaluate_s"))
+    rounds = _rounds_series(cm_models, x_te, y_te, cfg.eta) if len(cm_models) > 1 else None
+    heat = cm_models[:cfg.heatmap_rounds + 1]
+    cm = cat_and_mouse_errors(heat, x_te, y_te, cfg.eta) if len(heat) > 1 else None
+    fgsm_j = [fgsm_examples(m, x_te, y_te, cfg.eta) for m in heat[:-1]] \
+        if len(heat) > 1 else []
     cm_others = {d: [error_rate(m, xa, y_te) for xa in fgsm_j]
                  for d, m in defenses.items() if not _is_round(d)}
-    agreement = _sign_agreement(x_te, fgsm_j + ([fgsm_examples(cm_models[-1], x_te, y_te,
+    agreement = _sign_agreement(x_te, fgsm_j + ([fgsm_examples(heat[-1], x_te, y_te,
                                                               cfg.eta)] if cm else []))
     for name in ("adv-online", "sens-fgsm", "sens-first-order", "minimax", "maximin",
                  "minimax-sens", "reformer"):
@@ -358,6 +414,8 @@ def run_paper2(
     res["timings"].update(work.timings)
     _tables(cfg, res, cells, cm, cm_others, evaluated(ds, y_te))
     _data(cfg, res, cells, cm, cm_others, agreement, curves, info, x_te.shape[0], work)
+    rounds_outputs(cfg, res, rounds, out, evaluated(ds, y_te))
+    sweep_outputs(cfg, res, sweep, out, evaluated(ds, y_te))
     res["data"].update(data_summary(ds, y_te))
     res["data"]["attnet_train_class_counts"] = class_counts(y_att, ds.classes)
     res["data"]["world_size"] = distributed.world_size()
@@ -376,7 +434,6 @@ def _train_defenses(
     Returns (defenses by name, the learned attackers of the minimax games, the
     cat-and-mouse models u_0..u_K).
     """
-    ds, device = work.ds, work.device
     defenses: dict[str, nn.Module] = {}
     if "clean" in cfg.defenses or "cat-mouse" in cfg.defenses:
         defenses["u0"] = u0
@@ -404,71 +461,105 @@ def _train_defenses(
             next(bar, None)
 
     # ---- other trained defenses, fine-tuned from u_0
+    tuned, game_attnets = _fine_tuned(cfg, work, u0, x_tr, y_tr, cfg.eta, cfg.defenses, "",
+                                      cfg.arch, lambda: next(bar, None))
+    defenses.update(tuned)
+    for _ in bar:
+        pass
+    for m in defenses.values():
+        for p in m.parameters():
+            p.requires_grad_(False)
+
+    return defenses, game_attnets, cm_models
+
+
+def _trainable_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parameters require gradients (the defenses are
+    frozen once trained, and fine-tuning starts from a copy of a frozen u_0)."""
+    m = copy.deepcopy(model)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    return m
+
+
+def _fine_tuned(
+    cfg: Paper2Config, work: _Work, u0: nn.Module, x_tr: torch.Tensor, y_tr: torch.Tensor,
+    eta: float, names: tuple[str, ...], tag: str, arch: str, tick: Callable[[], object],
+) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
+    """Train (or load) the defenses among ``names`` that start from ``u0``, at budget
+    ``eta``; their model, curve and seed keys end in ``tag`` ("" for the main table, e.g.
+    ``"@cnn-eta0.4"`` for a cell of the eta table). ``tick()`` after each one.
+
+    Returns (defenses by name, the learned attackers of the minimax games).
+    """
+    ds, device = work.ds, work.device
+    tuned: dict[str, nn.Module] = {}
     tc = TrainConfig(epochs=cfg.adv_epochs, batch_size=cfg.batch_size, lr=cfg.lr)
-    if "adv-online" in cfg.defenses:
+    if "adv-online" in names:
         def make_adv() -> nn.Module:
-            m = copy.deepcopy(u0)
-            h = adversarial_training(m, x_tr, y_tr, cfg.eta, tc,
-                                     generator=_generator(cfg.seed, "adv-online"))
-            work.store.put("curve-adv-online", {"loss": h.loss})
+            m = _trainable_copy(u0)
+            h = adversarial_training(m, x_tr, y_tr, eta, tc,
+                                     generator=_generator(cfg.seed, "adv-online" + tag))
+            work.store.put("curve-adv-online" + tag, {"loss": h.loss})
             return m
-        defenses["adv-online"] = work.classifier("adv-online", make_adv)
-        next(bar, None)
+        tuned["adv-online"] = work.classifier("adv-online" + tag, make_adv, arch)
+        tick()
     for name, form in (("sens-fgsm", "fgsm"), ("sens-first-order", "first-order")):
-        if name not in cfg.defenses:
+        if name not in names:
             continue
 
         def make_sens(name: str = name, form: str = form) -> nn.Module:
-            m = copy.deepcopy(u0)
+            m = _trainable_copy(u0)
             h = sens_fgsm_train(
-                m, x_tr, y_tr, cfg.eta,
+                m, x_tr, y_tr, eta,
                 TrainConfig(epochs=cfg.sens_epochs, batch_size=cfg.batch_size, lr=cfg.lr),
                 form=form, surrogate=cfg.sens_surrogate, tau=cfg.sens_tau,  # type: ignore
-                generator=_generator(cfg.seed, name),
+                generator=_generator(cfg.seed, name + tag),
             )
-            work.store.put(f"curve-{name}", {"loss": h.loss})
+            work.store.put(f"curve-{name}{tag}", {"loss": h.loss})
             return m
-        defenses[name] = work.classifier(name, make_sens)
-        next(bar, None)
+        tuned[name] = work.classifier(name + tag, make_sens, arch)
+        tick()
 
     game_attnets: dict[str, nn.Module] = {}
     for name, leader, rho in (("minimax", "min", 0.0), ("maximin", "max", 0.0),
                               ("minimax-sens", "min", cfg.minimax_rho)):
-        if name not in cfg.defenses:
+        if name not in names:
             continue
-        model_path = work.models / f"{name}.pt"
-        with _seeded_init(cfg.seed, f"{name}-attnet"):
+        model_path = work.models / f"{name}{tag}.pt"
+        with _seeded_init(cfg.seed, f"{name}{tag}-attnet"):
             attnet = build_attnet("mlp", ds.input_shape, hidden=cfg.attnet_hidden).to(device)
-        if model_path.is_file() and _load_state(work.models / f"{name}-attnet.state.pt",
+        if model_path.is_file() and _load_state(work.models / f"{name}{tag}-attnet.state.pt",
                                                 attnet, device):
             model, _ = load_checkpoint(model_path, map_location=device)
-            work.recall(f"train_{name}_s")
+            work.recall(f"train_{name}{tag}_s")
         else:
-            model = copy.deepcopy(u0)
+            model = _trainable_copy(u0)
             ts = time.perf_counter()
             hist = learned_minimax(
-                model, attnet, x_tr, y_tr, cfg.eta, leader=leader,  # type: ignore[arg-type]
+                model, attnet, x_tr, y_tr, eta, leader=leader,  # type: ignore[arg-type]
                 iterations=cfg.minimax_iterations,
                 k_min=1 if leader == "min" else cfg.minimax_k,
                 k_max=cfg.minimax_k if leader == "min" else 1,
                 lr_min=cfg.minimax_lr, lr_max=cfg.attnet_lr, batch_size=cfg.batch_size,
-                rho=rho, generator=_generator(cfg.seed, name),
+                rho=rho, generator=_generator(cfg.seed, name + tag),
             )
-            work.record(f"train_{name}_s", time.perf_counter() - ts)
-            work.store.put(f"curve-{name}", {
+            work.record(f"train_{name}{tag}_s", time.perf_counter() - ts)
+            work.store.put(f"curve-{name}{tag}", {
                 "min_objective": hist.min_objective, "max_objective": hist.max_objective,
                 "value": hist.value,
             })
-            _save_state(work.models / f"{name}-attnet.state.pt", attnet, {"key": name})
-            save_checkpoint(model_path, model, arch=cfg.arch, input_shape=ds.input_shape,
-                            num_classes=ds.num_classes, kwargs=cfg.arch_kwargs(),
-                            meta={"key": name})
-        defenses[name] = model
+            _save_state(work.models / f"{name}{tag}-attnet.state.pt", attnet,
+                        {"key": name + tag})
+            save_checkpoint(model_path, model, arch=arch, input_shape=ds.input_shape,
+                            num_classes=ds.num_classes, kwargs=work.arch_kwargs(arch),
+                            meta={"key": name + tag})
+        tuned[name] = model
         game_attnets[name] = attnet
-        next(bar, None)
+        tick()
 
-    if "reformer" in cfg.defenses:
-        with _seeded_init(cfg.seed, "reformer"):
+    if "reformer" in names:
+        with _seeded_init(cfg.seed, "reformer" + tag):
             ae = build_autoencoder("cnn", ds.input_shape).to(device) \
                 if len(ds.input_shape) == 3 and ds.input_shape[1] % 2 == 0 \
                 and ds.input_shape[2] % 2 == 0 \
@@ -478,18 +569,12 @@ def _train_defenses(
             c = train_autoencoder(m, x_tr, epochs=cfg.reformer_epochs,
                                   batch_size=cfg.batch_size, lr=cfg.lr,
                                   noise_std=cfg.reformer_noise,
-                                  generator=_generator(cfg.seed, "reformer"))
-            work.store.put("curve-reformer", {"mse": c})
-        work.module("reformer-autoencoder", ae, fit_ae)
-        defenses["reformer"] = ReformedClassifier(ae, u0).eval()
-        next(bar, None)
-    for _ in bar:
-        pass
-    for m in defenses.values():
-        for p in m.parameters():
-            p.requires_grad_(False)
-
-    return defenses, game_attnets, cm_models
+                                  generator=_generator(cfg.seed, "reformer" + tag))
+            work.store.put("curve-reformer" + tag, {"mse": c})
+        work.module("reformer-autoencoder" + tag, ae, fit_ae)
+        tuned["reformer"] = ReformedClassifier(ae, u0).eval()
+        tick()
+    return tuned, game_attnets
 
 
 def _stages(cfg: Paper2Config) -> list[str]:
@@ -510,26 +595,32 @@ ATTACK_COLUMNS = ("clean", "FGSM-curr", "PGD", "APGD", "Square", "AttNet-MLP", "
 def _evaluate(
     cfg: Paper2Config, work: _Work, defenses: dict[str, nn.Module],
     game_attnets: dict[str, nn.Module], x_att: torch.Tensor, y_att: torch.Tensor,
-    x_te: torch.Tensor, y_te: torch.Tensor, progress: Progress,
+    x_te: torch.Tensor, y_te: torch.Tensor, progress: Progress, *,
+    eta: float | None = None, tag: str = "", sweep: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Per defense and attack: error rate and per-example error flags (worst cases ORed).
 
+    ``eta`` (default ``cfg.eta``) is every attack's budget; unit keys end in ``tag``.
+    ``sweep``: the eta table's attacks only (clean, FGSM-curr, PGD, Square, fresh AttNets
+    and the game's own attacker; no APGD, no transferred minimax attacker).
+
     Returns ``{defense: {attack: {"error": float, "flags": str, ...}}}``.
     """
+    budget = cfg.eta if eta is None else eta
     jobs: list[tuple[str, str, int]] = []
     for d in defenses:
         jobs += [(d, "clean", 0), (d, "FGSM-curr", 0), (d, "PGD", 0)]
-        jobs += [(d, "APGD", 0)] if cfg.apgd_steps else []
+        jobs += [(d, "APGD", 0)] if cfg.apgd_steps and not sweep else []
         jobs += [(d, "Square", 0)] if cfg.square_queries else []
         jobs += [(d, "AttNet-MLP", r) for r in range(cfg.attnet_restarts)]
         jobs += [(d, "AttNet-CNN", r) for r in range(cfg.cnn_attnet_restarts)]
-        if "minimax" in game_attnets:
+        if "minimax" in game_attnets and not sweep:
             jobs.append((d, "AttNet-minimax", 0))
         if d in game_attnets:
             jobs.append((d, "own", 0))
     unit_jobs: list[tuple[str, Callable[[], dict[str, Any]]]] = []
     for d, attack, r in jobs:
-        key = f"eval-{d}-{attack}-{r}"
+        key = f"eval-{d}-{attack}-{r}{tag}"
         model = defenses[d]
 
         def compute(d: str = d, attack: str = attack, r: int = r,
@@ -539,26 +630,26 @@ def _evaluate(
             if attack == "clean":
                 x_adv = x_te
             elif attack == "FGSM-curr":
-                x_adv = _batched(lambda xb, yb: fgm(model, xb, yb, cfg.eta, "inf"), x_te, y_te)
+                x_adv = _batched(lambda xb, yb: fgm(model, xb, yb, budget, "inf"), x_te, y_te)
             elif attack == "PGD":
-                g = _generator(cfg.seed, f"pgd-{d}", x_te.device)
+                g = _generator(cfg.seed, f"pgd-{d}{tag}", x_te.device)
                 x_adv = _batched(
-                    lambda xb, yb: pgd(model, xb, yb, cfg.eta, "inf", steps=cfg.pgd_steps,
+                    lambda xb, yb: pgd(model, xb, yb, budget, "inf", steps=cfg.pgd_steps,
                                        generator=g), x_te, y_te)
             elif attack == "APGD":
-                g = _generator(cfg.seed, f"apgd-{d}", x_te.device)
+                g = _generator(cfg.seed, f"apgd-{d}{tag}", x_te.device)
                 x_adv = _batched(
-                    lambda xb, yb: apgd(model, xb, yb, cfg.eta, "inf", steps=cfg.apgd_steps,
+                    lambda xb, yb: apgd(model, xb, yb, budget, "inf", steps=cfg.apgd_steps,
                                         generator=g), x_te, y_te)
             elif attack == "Square":
-                g = _generator(cfg.seed, f"square-{d}", x_te.device)
+                g = _generator(cfg.seed, f"square-{d}{tag}", x_te.device)
                 x_adv = _batched(
-                    lambda xb, yb: square(model, xb, yb, cfg.eta, "inf",
+                    lambda xb, yb: square(model, xb, yb, budget, "inf",
                                           queries=cfg.square_queries, generator=g), x_te, y_te)
             elif attack == "AttNet-minimax":
-                x_adv = attnet_examples(game_attnets["minimax"], x_te, cfg.eta)
+                x_adv = attnet_examples(game_attnets["minimax"], x_te, budget)
             elif attack == "own":
-                x_adv = attnet_examples(game_attnets[d], x_te, cfg.eta)
+                x_adv = attnet_examples(game_attnets[d], x_te, budget)
                 with torch.no_grad():
                     extra = {"saturation": _saturation(game_attnets[d], x_te),
                              "payoff": float(_batched(
@@ -566,14 +657,14 @@ def _evaluate(
                                      model(zb), yb, reduction="none"), x_adv, y_te).mean())}
             else:
                 kind = "mlp" if attack == "AttNet-MLP" else "cnn"
-                with _seeded_init(cfg.seed, f"{attack}-{d}-{r}"):
+                with _seeded_init(cfg.seed, f"{attack}-{d}-{r}{tag}"):
                     net = build_attnet(kind, x_te.shape[1:], **(
                         {"hidden": cfg.attnet_hidden} if kind == "mlp" else {}))
                 net = net.to(x_te.device)
-                h = train_attnet(net, model, x_att, y_att, cfg.eta, epochs=cfg.attnet_epochs,
+                h = train_attnet(net, model, x_att, y_att, budget, epochs=cfg.attnet_epochs,
                                  batch_size=cfg.batch_size, lr=cfg.attnet_lr,
-                                 generator=_generator(cfg.seed, f"{attack}-{d}-{r}"))
-                x_adv = attnet_examples(net, x_te, cfg.eta)
+                                 generator=_generator(cfg.seed, f"{attack}-{d}-{r}{tag}"))
+                x_adv = attnet_examples(net, x_te, budget)
                 extra = {"train_objective": h.loss, "train_error": h.error,
                          "saturation": _saturation(net, x_te)}
             preds = predict(model, x_adv).cpu()
@@ -584,7 +675,8 @@ def _evaluate(
                     "seconds": time.perf_counter() - ts, **extra}
 
         unit_jobs.append((key, compute))
-    done = sharded_units(work.store, unit_jobs, progress, "paper2 evaluation")
+    done = sharded_units(work.store, unit_jobs, progress,
+                         "paper2 evaluation" + (f" {tag}" if tag else ""))
     raw: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for (d, attack, _), unit in zip(jobs, done, strict=True):
         raw.setdefault((d, attack), []).append(unit)
@@ -638,6 +730,244 @@ def _sign_agreement(x: torch.Tensor, attacks: list[torch.Tensor]) -> dict[str, f
                 vals.append(float(((a == b) & both).sum() / both.sum()))
         out[f"lag{lag}"] = sum(vals) / len(vals) if vals else None
     return out
+
+
+# --------------------------------------------------------------------------- long runs
+
+
+def _rounds_series(models: list[nn.Module], x: torch.Tensor, y: torch.Tensor,
+                   eta: float) -> dict[str, list[float | None]]:
+    """Per round k of the cat-and-mouse (u_0..u_K), on the test set: the error of u_k on its
+    own training attack FGSM-k (FGSM against u_(k-1); None for u_0), on FGSM-curr (FGSM
+    against u_k), and clean. One FGSM per model: O(K), unlike the (K+1)^2 matrix E."""
+    own: list[float | None] = [None]
+    curr: list[float | None] = []
+    clean: list[float | None] = []
+    prev_attack: torch.Tensor | None = None
+    for k, m in enumerate(models):
+        attack = fgsm_examples(m, x, y, eta)
+        if k > 0:
+            assert prev_attack is not None
+            own.append(error_rate(m, prev_attack, y))
+        curr.append(error_rate(m, attack, y))
+        clean.append(error_rate(m, x, y))
+        prev_attack = attack
+    return {"own": own, "fgsm_curr": curr, "clean": clean}
+
+
+def _eta_sweep(
+    cfg: Paper2Config, work: _Work, u0: nn.Module, cells: dict[str, dict[str, Any]],
+    x_tr: torch.Tensor, y_tr: torch.Tensor, x_att: torch.Tensor,
+    y_att: torch.Tensor, x_te: torch.Tensor, y_te: torch.Tensor, progress: Progress,
+) -> dict[str, dict[float, dict[str, dict[str, Any]]]]:
+    """The eta table: ``cfg.sweep_defenses`` trained at each eta of ``cfg.etas`` (for the
+    classifier ``cfg.arch`` and each of ``cfg.compare_archs``) and evaluated at that eta.
+
+    The cells of (cfg.arch, cfg.eta) are those of the defense x attack table (same models,
+    same units). Under torchrun rank 0 trains, the evaluation cells are split.
+
+    Returns ``{arch: {eta: {defense: {attack: cell}}}}``.
+    """
+    out: dict[str, dict[float, dict[str, dict[str, Any]]]] = {}
+    tuned_names = tuple(d for d in cfg.sweep_defenses if d != "clean")
+    for arch in (cfg.arch, *cfg.compare_archs):
+        out[arch] = {}
+        if arch == cfg.arch:
+            base = u0
+        else:
+            def make_u0(arch: str = arch) -> nn.Module:
+                m = work.new_classifier(f"u0-{arch}", arch)
+                train(m, x_tr, y_tr, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                                 lr=cfg.lr),
+                      generator=_generator(cfg.seed, f"u0-{arch}"))
+                return m
+            if distributed.is_main():
+                base = work.classifier(f"u0-{arch}", make_u0, arch)
+            distributed.barrier()
+            if not distributed.is_main():
+                base = work.classifier(f"u0-{arch}", make_u0, arch)
+        for eta in cfg.etas:
+            if arch == cfg.arch and eta == cfg.eta:
+                key = {"clean": "u0"}
+                out[arch][eta] = {d: cells[key.get(d, d)] for d in cfg.sweep_defenses
+                                  if key.get(d, d) in cells}
+                continue
+            tag = f"@{arch}-eta{eta:g}"
+            if distributed.is_main():
+                tuned, attnets = _fine_tuned(cfg, work, base, x_tr, y_tr, eta, tuned_names,
+                                             tag, arch, lambda: None)
+            distributed.barrier()
+            if not distributed.is_main():
+                tuned, attnets = _fine_tuned(cfg, work, base, x_tr, y_tr, eta, tuned_names,
+                                             tag, arch, lambda: None)
+            models = ({"u0": base} if "clean" in cfg.sweep_defenses else {}) | tuned
+            for m in models.values():
+                for p in m.parameters():
+                    p.requires_grad_(False)
+            got = _evaluate(cfg, work, models, attnets, x_att, y_att, x_te, y_te, progress,
+                            eta=eta, tag=tag, sweep=True)
+            out[arch][eta] = {("clean" if d == "u0" else d): row for d, row in got.items()}
+    return out
+
+
+#: Columns of the eta table and the cells behind them.
+SWEEP_COLUMNS = (("clean", "clean"), ("FGSM-curr", "FGSM-curr"), ("AttNet-curr", "own"),
+                 ("fresh AttNet", "fresh"), ("PGD", "PGD"), ("Square", "Square"),
+                 ("worst case", "worst case"))
+
+
+def _sweep_cell(row: dict[str, Any], cell: str) -> float | None:
+    if cell == "fresh":  # the worst case per example over every fresh AttNet
+        parts = [row[a]["flags"] for a in ("AttNet-MLP", "AttNet-CNN") if a in row]
+        return float(torch.stack(parts).any(dim=0).float().mean()) if parts else None
+    return row[cell]["error"] if cell in row else None
+
+
+def rounds_outputs(cfg: Paper2Config, res: dict[str, Any],
+                   rounds: dict[str, list[float | None]] | None, out: Path, what: str) -> None:
+    """The ``cat_and_mouse_rounds`` table, its figure, data and findings."""
+    if rounds is None:
+        return
+    k = len(rounds["fgsm_curr"]) - 1
+    rows = [[i, rounds["own"][i], rounds["fgsm_curr"][i], rounds["clean"][i]]
+            for i in range(k + 1)]
+    res["tables"].append({
+        "name": "cat_and_mouse_rounds",
+        "title": f"Cat-and-mouse over {k} rounds (test error)",
+        "caption": f"{what}, L-inf eta={cfg.eta:g}. Round k: u_k "
+                   f"{'warm-started from' if cfg.warm_start else 'retrained from scratch'} "
+                   f"u_(k-1), {cfg.round_epochs} epoch(s) on FGSM-k (FGSM against u_(k-1) on "
+                   "the training set). own attack = error of u_k on FGSM-k made on the test "
+                   "images; FGSM-curr = error on FGSM against u_k itself (the paper's "
+                   "FGSM-curr); clean = clean error.",
+        "columns": ["round k", "own attack (FGSM-k)", "FGSM-curr", "clean"], "rows": rows,
+    })
+    res["data"]["cat_and_mouse_rounds"] = rounds
+    curr = [float(v) for v in rounds["fgsm_curr"][1:] if v is not None]
+    n = int(res["data"].get("n_test") or 1)
+    w = max(1, min(10, len(curr) // 4))
+    first, last = sum(curr[:w]) / w, sum(curr[-w:]) / w
+    trend = _compare(last, first, n)
+    half = curr[len(curr) // 2:]
+    osc = detect_oscillation(half, _diff_tol(half, n)) if len(half) >= 3 else None
+    res["data"]["cat_and_mouse_rounds_summary"] = {
+        "window": w, "fgsm_curr_first": first, "fgsm_curr_last": last,
+        "oscillation_second_half": None if osc is None else osc.__dict__}
+    res["summary"].append(
+        f"Over {k} cat-and-mouse rounds, FGSM-curr error averages {first:.3f} in rounds "
+        f"1-{w} and {last:.3f} in rounds {k - w + 1}-{k}: it "
+        + {"beats": "falls", "matches": "does not fall significantly",
+           "is worse than": "rises"}[trend]
+        + " over the rounds"
+        + ("" if osc is None else
+           (f"; in the second half it still oscillates ({osc.sign_changes} direction "
+            f"changes, amplitude {osc.amplitude:.3f}"
+            + (f", period about {osc.period:.1f} rounds" if osc.period else "") + ")"
+            if osc.oscillates else
+            f"; in the second half the oscillation has died down ({osc.sign_changes} "
+            "direction changes, none beyond noise)"))
+        + ". u_k's error on its own training attack averages "
+        + f"{sum(v for v in rounds['own'][1:] if v is not None) / max(1, k):.3f}, "
+        + f"clean error ends at {rounds['clean'][-1]:.3f}.")
+    from advgame import plots
+
+    plots.convergence(
+        out / "cat_and_mouse_rounds.png", list(range(1, k + 1)),
+        {"error on its own training attack FGSM-k": [float(v) for v in rounds["own"][1:]
+                                                     if v is not None],
+         "FGSM-curr error (FGSM against u_k)": curr,
+         "clean error": [float(v) for v in rounds["clean"][1:] if v is not None]},
+        title=f"Cat-and-mouse over {k} rounds (eta={cfg.eta:g})", xlabel="round k (model u_k)",
+        ylabel="test error", logx=False, logy=False,
+        styles={"error on its own training attack FGSM-k": {"marker": "None"},
+                "FGSM-curr error (FGSM against u_k)": {"marker": "None"},
+                "clean error": {"marker": "None", "linestyle": ":"}})
+    res["figures"].append({
+        "name": "cat_and_mouse_rounds", "file": "cat_and_mouse_rounds.png",
+        "caption": f"The paper's two series over {k} rounds: the error of each retrained "
+                   "model u_k on the attack it was trained against (FGSM-k, made on the test "
+                   "images), and on the new FGSM attack made against it (FGSM-curr); clean "
+                   "error dotted."})
+
+
+def sweep_outputs(cfg: Paper2Config, res: dict[str, Any],
+                  sweep: dict[str, dict[float, dict[str, dict[str, Any]]]], out: Path,
+                  what: str) -> None:
+    """The ``eta_sweep`` tables (one per classifier), their figure, data and findings."""
+    labels = {"clean": "clean model", "adv-online": "online adv. training",
+              "sens-fgsm": "Sens-FGSM", "minimax": "Alt (plain alternating)",
+              "minimax-sens": "Minimax (sensitivity-penalized)"}
+    data: dict[str, Any] = {}
+    for arch, per_eta in sweep.items():
+        rows: list[list[Any]] = []
+        data[arch] = {}
+        for d in cfg.sweep_defenses:
+            for eta, cells in per_eta.items():
+                if d not in cells:
+                    continue
+                vals = [_sweep_cell(cells[d], c) for _, c in SWEEP_COLUMNS]
+                rows.append([labels[d], eta, *vals])
+                data[arch].setdefault(d, {})[f"{eta:g}"] = dict(
+                    zip([c for c, _ in SWEEP_COLUMNS], vals, strict=True))
+        name = "eta_sweep" if arch == cfg.arch else f"eta_sweep_{arch}"
+        res["tables"].append({
+            "name": name,
+            "title": f"The eta table ({arch} classifier): test error by defense and budget",
+            "caption": f"{what}. Each defense trained at each eta (from the clean {arch} "
+                       f"classifier) and attacked at that eta: FGSM-curr = FGSM against the "
+                       f"defense; AttNet-curr = the minimax game's own final attacker (game "
+                       f"defenses only); fresh AttNet = worst case per example over "
+                       f"{cfg.attnet_restarts} MLP and {cfg.cnn_attnet_restarts} "
+                       f"convolutional AttNets trained from scratch against the frozen "
+                       f"defense; PGD-{cfg.pgd_steps}; Square = the gradient-free Square "
+                       f"Attack ({cfg.square_queries} queries); worst case = any attack "
+                       f"succeeds. Minimax = the sensitivity-penalized solver "
+                       f"(rho={cfg.minimax_rho:g}, k={cfg.minimax_k}); Alt = the same "
+                       f"alternating solver without the penalty.",
+            "columns": ["defense", "eta", *[c for c, _ in SWEEP_COLUMNS]], "rows": rows,
+        })
+        if arch == cfg.arch:
+            _sweep_findings(cfg, res, data[arch], labels, arch)
+    res["data"]["eta_sweep"] = data
+    from advgame import plots
+
+    arch = cfg.arch
+    etas = list(cfg.etas)
+    panels = ("FGSM-curr", "fresh AttNet", "worst case")
+    for panel in panels:
+        series = {labels[d]: [data[arch][d].get(f"{e:g}", {}).get(panel) for e in etas]
+                  for d in cfg.sweep_defenses if d in data[arch]}
+        series = {k: [float("nan") if v is None else v for v in vals]
+                  for k, vals in series.items()}
+        slug = panel.replace(" ", "_").lower()
+        plots.accuracy_vs_eps(out / f"eta_sweep_{slug}.png", etas, series,
+                              title=f"{panel} error against eta ({arch} classifier)",
+                              xlabel="eta (L-inf budget, training and attack)",
+                              ylabel="test error")
+        res["figures"].append({
+            "name": f"eta_sweep_{slug}", "file": f"eta_sweep_{slug}.png",
+            "caption": f"Test error under {panel} of each defense trained and attacked at "
+                       f"eta ({arch} classifier; the eta table)."})
+
+
+def _sweep_findings(cfg: Paper2Config, res: dict[str, Any], data: dict[str, Any],
+                    labels: dict[str, str], arch: str) -> None:
+    n = int(res["data"].get("n_test") or 1)
+    for e in cfg.etas:
+        key = f"{e:g}"
+        have = [d for d in cfg.sweep_defenses if d in data and key in data[d]]
+        if not have:
+            continue
+        best = min(have, key=lambda d: data[d][key]["worst case"])
+        parts = [f"{labels[d]} {data[d][key]['FGSM-curr']:.3f} / "
+                 f"{data[d][key]['fresh AttNet']:.3f} / {data[d][key]['worst case']:.3f}"
+                 for d in have]
+        line = (f"eta={e:g} ({arch}), FGSM-curr / fresh AttNet / worst-case error: "
+                + "; ".join(parts) + f". Lowest worst case: {labels[best]}.")
+        if "minimax" in have and "minimax-sens" in have:
+            a, b = data["minimax-sens"][key]["fresh AttNet"], data["minimax"][key]["fresh AttNet"]
+            line += f" Minimax {_compare(a, b, n)} Alt against fresh AttNets ({a:.3f} vs {b:.3f})."
+        res["summary"].append(line)
 
 
 # --------------------------------------------------------------------------- results
@@ -908,17 +1238,6 @@ def _figures(cfg: Paper2Config, out: Path, res: dict[str, Any],
         res["figures"].append({"name": "cat_and_mouse", "file": "cat_and_mouse.png",
                                "caption": "Test error of u_k (rows) on FGSM-j examples "
                                           "(columns); the diagonal+1 column is FGSM-curr."})
-        plots.convergence(
-            out / "fgsm_curr.png", list(range(k + 1)),
-            {"FGSM-curr error": cm.fgsm_curr, "clean error": cm.clean,
-             "error on FGSM-1": [r[0] for r in cm.error],
-             "error on FGSM-k (own training attack)": [r[max(i - 1, 0)] for i, r in
-                                                       enumerate(cm.error)]},
-            title="Cat-and-mouse over rounds", xlabel="round k (model u_k)",
-            ylabel="test error", logx=False, logy=False)
-        res["figures"].append({"name": "fgsm_curr", "file": "fgsm_curr.png",
-                               "caption": "FGSM-curr, clean error and errors on fixed FGSM "
-                                          "attacks over the cat-and-mouse rounds."})
     games = {d: curves[d] for d in ("minimax", "maximin", "minimax-sens") if d in curves}
     if games:
         iters = len(next(iter(games.values()))["value"])
@@ -977,8 +1296,19 @@ def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_comm
         common_args(p, "runs/paper2")
         _data_args(p)
         _model_args(p)
-        p.add_argument("--eta", type=_floats, default=None, help="L-inf budget (default 0.3)")
-        p.add_argument("--rounds", type=int, default=None, help="cat-and-mouse rounds K")
+        p.add_argument("--eta", type=_floats, default=None,
+                       help="L-inf budget of the cat-and-mouse and the main table")
+        p.add_argument("--rounds", type=int, default=None,
+                       help="cat-and-mouse rounds K")
+        p.add_argument("--etas", nargs="+", type=_floats, default=None,
+                       help="budgets of the eta table")
+        p.add_argument("--compare-archs", dest="compare_archs", nargs="*", default=None,
+                       help="other classifiers the eta table also runs with (give the "
+                            "flag alone for none)")
+        p.add_argument("--heatmap-rounds", dest="heatmap_rounds", type=int, default=None,
+                       help="rounds in the E[k][j] matrix")
+        p.add_argument("--table-rounds", dest="table_rounds", type=int, default=None,
+                       help="u_1..u_N (and u_K) in the defense x attack table")
         p.add_argument("--round-epochs", dest="round_epochs", type=int, default=None)
         p.add_argument("--warm-start", dest="warm_start", action=BooleanOptionalAction,
                        default=None, help="u_k starts from u_(k-1) (default) or from scratch")
