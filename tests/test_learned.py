@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -11,9 +12,15 @@ from torch import nn
 from advgame.attacks.learned import (
     AttNet,
     ConvAttNet,
+    attacker_objective,
     attnet_attack,
     attnet_examples,
+    attnet_saturation,
+    best_response_attnet,
     build_attnet,
+    default_cap,
+    init_attnet_,
+    mode_fraction,
     train_attnet,
 )
 from advgame.defenses.training import (
@@ -210,3 +217,172 @@ def test_sens_fgsm_and_online_training_run(gen: torch.Generator) -> None:
     m = _clf()
     adversarial_training(m, x, y, 0.1, cfg, generator=gen)
     assert accuracy(m, x, y) > 0.9
+
+
+# --------------------------------------------------------------------------- objectives
+
+_Z = torch.tensor([[2.0, 0.0, -1.0], [0.0, 3.0, 1.0], [1.0, 1.0, 0.0]])
+_Y = torch.tensor([0, 0, 1])
+
+
+def _ce_by_hand(z: list[float], y: int) -> float:
+    return math.log(sum(math.exp(v) for v in z)) - z[y]
+
+
+def test_attacker_objectives_closed_form() -> None:
+    ce = [_ce_by_hand(row, int(y)) for row, y in zip(_Z.tolist(), _Y.tolist(), strict=True)]
+    assert torch.allclose(attacker_objective(_Z, _Y, "ce"), torch.tensor(ce))
+    # margins max_{j != y} z_j - z_y: -2, 3, 0
+    assert attacker_objective(_Z, _Y, "cw").tolist() == [-2.0, 0.0, 0.0]
+    assert attacker_objective(_Z, _Y, "cw", kappa=1.0).tolist() == [-2.0, 1.0, 0.0]
+    assert attacker_objective(_Z, _Y, "cw", kappa=5.0).tolist() == [-2.0, 3.0, 0.0]
+    assert torch.allclose(attacker_objective(_Z, _Y, "clamped-ce", cap=1.0),
+                          torch.tensor([min(c, 1.0) for c in ce]))
+    assert default_cap(3) == pytest.approx(math.log(3) + 1)
+    assert torch.allclose(attacker_objective(_Z, _Y, "clamped-ce"),
+                          torch.tensor([min(c, math.log(3) + 1) for c in ce]))
+    assert ce[1] > math.log(3) + 1  # so the default cap binds on row 1
+    # DLR: -(z_y - max_{j != y} z_j) / (z_(1) - z_(3))
+    assert torch.allclose(attacker_objective(_Z, _Y, "dlr"),
+                          torch.tensor([-2.0 / 3.0, 1.0, 0.0]), atol=1e-6)
+
+
+def test_cw_stops_rewarding_fooled_examples() -> None:
+    """Past the margin kappa an example has zero gradient; CE keeps pulling it."""
+    z = _Z.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(attacker_objective(z, _Y, "cw", kappa=1.0).sum(), z)
+    assert torch.equal(g[1], torch.zeros(3))          # fooled by 3 > kappa: no pull
+    assert g[0].tolist() == [-1.0, 1.0, 0.0]          # not fooled: push runner-up over y
+    (g_ce,) = torch.autograd.grad(attacker_objective(z, _Y, "ce").sum(), z)
+    assert float(g_ce[1].abs().sum()) > 0.1           # the unbounded CE still pulls it
+    # pushing the fooled example further does not raise the objective
+    far = _Z.clone()
+    far[1, 1] = 30.0
+    assert torch.equal(attacker_objective(far, _Y, "cw", kappa=1.0),
+                       attacker_objective(_Z, _Y, "cw", kappa=1.0))
+    assert float(attacker_objective(far, _Y, "ce")[1]) > 25.0
+    # the clamped CE stops at its cap as well
+    (g_cl,) = torch.autograd.grad(attacker_objective(z, _Y, "clamped-ce").sum(), z)
+    assert torch.equal(g_cl[1], torch.zeros(3)) and float(g_cl[0].abs().sum()) > 0.1
+
+
+def test_bad_objective_and_margin_raise(gen: torch.Generator) -> None:
+    with pytest.raises(InputError, match="^objective: .*'hinge'"):
+        attacker_objective(_Z, _Y, "hinge")
+    x, y = _blobs(gen, 8)
+    net, model = AttNet((1, 4, 4), hidden=(4,)), _clf()
+    with pytest.raises(InputError, match="^objective"):
+        train_attnet(net, model, x, y, 0.1, epochs=1, generator=gen, objective="CE")
+    with pytest.raises(InputError, match="^kappa"):
+        train_attnet(net, model, x, y, 0.1, epochs=1, generator=gen, objective="cw",
+                     kappa=-1.0)
+    with pytest.raises(InputError, match="^objective"):
+        best_response_attnet(lambda: AttNet((1, 4, 4), hidden=(4,)), model, x, y, 0.1,
+                             objective="margin", generator=gen)
+    with pytest.raises(InputError, match="^restarts"):
+        best_response_attnet(lambda: AttNet((1, 4, 4), hidden=(4,)), model, x, y, 0.1,
+                             restarts=0, generator=gen)
+
+
+def test_train_attnet_records_objective(gen: torch.Generator) -> None:
+    x, y = _blobs(gen, 40)
+    h = train_attnet(AttNet((1, 4, 4), hidden=(8,)), _clf(), x, y, 0.2, epochs=2,
+                     generator=gen, objective="clamped-ce")
+    assert (h.objective, h.cap, h.kappa) == ("clamped-ce", pytest.approx(math.log(2) + 1), None)
+    assert len(h.loss) == len(h.ce) == len(h.error) == 2
+    assert all(lo <= c + 1e-6 for lo, c in zip(h.loss, h.ce, strict=True))  # min(CE, cap)
+    h = train_attnet(AttNet((1, 4, 4), hidden=(8,)), _clf(), x, y, 0.2, epochs=1,
+                     generator=gen, objective="cw", kappa=0.5)
+    assert (h.objective, h.kappa, h.cap) == ("cw", 0.5, None) and h.loss[0] <= 0.5
+
+
+def test_init_attnet_is_seeded_by_the_generator_only() -> None:
+    def params(seed: int, global_seed: int) -> list[torch.Tensor]:
+        torch.manual_seed(global_seed)
+        net = init_attnet_(ConvAttNet((1, 8, 8), channels=(2, 4)),
+                           torch.Generator().manual_seed(seed))
+        return [p.detach().clone() for p in net.parameters()]
+
+    a, b, c = params(0, 1), params(0, 2), params(1, 1)
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+    assert all(not torch.equal(p, q) for p, q in zip(a, c, strict=True))
+    # the default scheme's scale: Linear(32 -> 64) weights within 1/sqrt(32)
+    lin = init_attnet_(nn.Linear(32, 64), torch.Generator().manual_seed(0))
+    w_max = float(lin.weight.detach().abs().max())
+    assert 0.9 / math.sqrt(32) < w_max <= 1 / math.sqrt(32) + 1e-7
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[object, nn.Module]:
+    """8x8 digits (10 classes) and an MLP (64 hidden) trained on them, test accuracy ~0.97."""
+    from advgame.data import load_dataset
+    from advgame.models import build_model, train
+
+    torch.set_num_threads(1)
+    ds = load_dataset("digits-8x8")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model("mlp", ds.input_shape, 10, hidden=(64,))
+    train(model, ds.x_train, ds.y_train, TrainConfig(epochs=15, lr=3e-3),
+          generator=torch.Generator().manual_seed(0))
+    return ds, model.eval()
+
+
+def test_restarts_or_flags_and_differ(digits: tuple) -> None:  # type: ignore[type-arg]
+    ds, model = digits
+    x, y, xe, ye = ds.x_train[:300], ds.y_train[:300], ds.x_test[:200], ds.y_test[:200]
+
+    def run(global_seed: int):  # type: ignore[no-untyped-def]
+        torch.manual_seed(global_seed)
+        return best_response_attnet(lambda: AttNet((1, 8, 8), hidden=(16,)), model, x, y, 0.2,
+                                    restarts=4, objective="cw", epochs=3, batch_size=32,
+                                    lr=3e-3, x_eval=xe, y_eval=ye,
+                                    generator=torch.Generator().manual_seed(0))
+
+    br = run(0)
+    assert len(br.restarts) == len(br.attnets) == 4
+    assert len({r.seed for r in br.restarts}) == 4
+    per = []
+    for net, r in zip(br.attnets, br.restarts, strict=True):
+        with torch.no_grad():
+            preds = model(attnet_examples(net, xe, 0.2)).argmax(1)
+        per.append(preds != ye)
+        assert r.error == pytest.approx(float(per[-1].float().mean()))
+        assert r.mode_fraction == pytest.approx(mode_fraction(preds))
+        assert r.saturation == pytest.approx(attnet_saturation(net, xe))
+        assert r.history.objective == "cw"
+    stacked = torch.stack(per)
+    assert not all(torch.equal(stacked[0], f) for f in stacked[1:])  # restarts disagree
+    assert torch.equal(br.flags, stacked.any(dim=0))
+    assert br.error > max(r.error for r in br.restarts)  # the OR gains over every restart
+    first = [next(n.parameters()).detach() for n in br.attnets]
+    assert all(not torch.equal(first[0], f) for f in first[1:])
+    # reproducible from the generator alone, whatever torch's global seed
+    again = run(123)
+    assert torch.equal(again.flags, br.flags)
+    assert [r.seed for r in again.restarts] == [r.seed for r in br.restarts]
+
+
+def test_mode_fraction_and_saturation() -> None:
+    assert mode_fraction(torch.tensor([2, 2, 0, 2, 1])) == pytest.approx(0.6)
+    net = AttNet((1, 2, 2), hidden=(3,))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.net[-1].bias.copy_(torch.tensor([10.0, 0.0, -10.0, 0.5]))
+    assert attnet_saturation(net, torch.rand(7, 1, 2, 2)) == pytest.approx(0.5)
+
+
+def test_cw_attnet_does_not_collapse_on_digits(digits: tuple) -> None:  # type: ignore[type-arg]
+    """Real data (8x8 digits, 10 classes, eta 0.4): the CE AttNets collapse to one class,
+    the CW AttNets from the same initializations fool the model input by input."""
+    ds, model = digits
+    assert accuracy(model, ds.x_test, ds.y_test) > 0.9
+    res = {obj: best_response_attnet(
+        lambda: AttNet(ds.input_shape, hidden=(64,)), model, ds.x_train, ds.y_train, 0.4,
+        restarts=3, objective=obj, epochs=10, lr=1e-3, x_eval=ds.x_test, y_eval=ds.y_test,
+        generator=torch.Generator().manual_seed(0)) for obj in ("ce", "cw")}
+    assert res["ce"].collapsed == 3  # the control: the unbounded CE does collapse here
+    assert all(r.mode_fraction < 0.85 for r in res["cw"].restarts)
+    assert all(r.error > 0.7 for r in res["cw"].restarts)
+    assert res["cw"].error > 0.95
