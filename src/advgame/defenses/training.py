@@ -526,9 +526,16 @@ def alternating_gradient(
     Use a large follower count (e.g. k_max = 5, k_min = 1 for minimax) so that the inner
     problem is approximately solved. With ``rho > 0`` each descent step minimizes
     f(u, v) + rho ||grad_v f(u, v)||^2 (differentiated through grad_v f), penalizing how
-    much the attacker could still gain. ``f`` is a closure evaluating the payoff at the
-    current parameters (it may draw a new mini-batch per call); the parameters are updated
-    in place with SGD or Adam (``maximize=True`` for v). Pure: no randomness of its own.
+    much the attacker could still gain: f(u, v + s grad_v f) ~ f + s ||grad_v f||^2, so the
+    penalty is a one-step look-ahead of the attacker's ascent step (Hamm & Mehra's
+    sensitivity-penalized minimax; rho = 0 is their "Alt"). It vanishes with its gradient
+    where grad_v f = 0, so at an interior best response the penalized and plain solvers
+    share their fixed points. ``advgame paper2`` uses k = 5 follower steps
+    (``minimax_k``, 3 with ``--quick``) and rho = 1.0 (``minimax_rho``).
+
+    ``f`` is a closure evaluating the payoff at the current parameters (it may draw a new
+    mini-batch per call); the parameters are updated in place with SGD or Adam
+    (``maximize=True`` for v). Pure: no randomness of its own.
 
     Args:
         f: () -> scalar tensor, differentiable in ``u_params`` and ``v_params``.
@@ -639,6 +646,11 @@ def learned_minimax(
     f(u, v) = E l(h(clip(x + eta tanh(a(x; v)), 0, 1); u), y). Every payoff evaluation
     draws a mini-batch of ``batch_size`` training examples uniformly with replacement
     (``generator``, CPU). Both networks are trained in place and left in eval mode.
+
+    ``advgame paper2`` runs it with k = 5 follower steps (k_max = 5, k_min = 1 for minimax;
+    k_min = 5, k_max = 1 for maximin) and, for the sensitivity-penalized minimax, rho = 1.0:
+    the defender then minimizes f + rho ||grad_v f||^2, the first-order value of f after
+    one attacker step (f(u, v + s grad_v f) ~ f + s ||grad_v f||^2).
 
     Args:
         model: classifier h(.; u). attnet: attack network a(.; v).
