@@ -152,7 +152,9 @@ def test_paper2_config_validation(tmp_path: Path, capsys: pytest.CaptureFixture[
                       ({"etas": ()}, "etas"), ({"rounds": 0}, "rounds"),
                       ({"sweep_defenses": ("reformer",)}, "sweep_defenses"),
                       ({"compare_archs": ("cnn",)}, "compare_archs"),
-                      ({"compare_archs": ("resnet",)}, "compare_archs")):
+                      ({"compare_archs": ("resnet",)}, "compare_archs"),
+                      ({"attnet_objective": "hinge"}, "attnet_objective"),
+                      ({"attnet_kappa": -1.0}, "attnet_kappa")):
         with pytest.raises(InputError, match=name):
             Paper2Config(**bad)
     assert main(["paper2", "--eta", "0", "--out", str(tmp_path / "y")]) == 2

@@ -44,7 +44,7 @@ from torch import nn
 from advgame import distributed
 from advgame.attacks.apgd import apgd
 from advgame.attacks.gradient import fgm, pgd
-from advgame.attacks.learned import attnet_examples, build_attnet, train_attnet
+from advgame.attacks.learned import OBJECTIVES, attnet_examples, build_attnet, train_attnet
 from advgame.attacks.score import square
 from advgame.data import Dataset, class_counts
 from advgame.defenses.training import (
@@ -133,6 +133,12 @@ class Paper2Config(ModelConfig):
         attnet_restarts: fresh MLP AttNets per defense (worst case per example).
         cnn_attnet_restarts: fresh convolutional AttNets per defense (0 disables).
         attnet_train_size: training examples for fresh AttNets (None = all).
+        attnet_objective: what a fresh AttNet maximizes (:func:`advgame.attacks.learned.
+            attacker_objective`): ``cw`` (default: the margin min(max_(j!=y) z_j - z_y,
+            attnet_kappa), bounded, so fooled examples stop pulling and the AttNet does not
+            collapse to "everything -> one class"), ``ce`` (unbounded cross-entropy, the
+            paper's; collapses at eta 0.3), ``clamped-ce`` or ``dlr``. The minimax games'
+            own attackers always maximize the game's payoff, cross-entropy.
         pgd_steps: PGD steps (step 2.5 eta / steps, one random start).
         apgd_steps: APGD-CE iterations (Croce & Hein 2020); square_queries: queries of the
             gradient-free Square Attack per example (0 disables either column).
@@ -166,6 +172,8 @@ class Paper2Config(ModelConfig):
     attnet_restarts: int = 3
     cnn_attnet_restarts: int = 2
     attnet_train_size: int | None = None
+    attnet_objective: str = "cw"
+    attnet_kappa: float = 0.0
     pgd_steps: int = 20
     apgd_steps: int = 100
     square_queries: int = 1000
@@ -209,6 +217,10 @@ class Paper2Config(ModelConfig):
             if check_nonnegative(name, getattr(self, name)) == 0:
                 raise InputError(name, "must be > 0")
         check_nonnegative("minimax_rho", self.minimax_rho)
+        if self.attnet_objective not in OBJECTIVES:
+            raise InputError("attnet_objective", f"unknown attacker objective "
+                             f"{self.attnet_objective!r}; choose from {', '.join(OBJECTIVES)}")
+        check_nonnegative("attnet_kappa", self.attnet_kappa)
         check_nonnegative("reformer_noise", self.reformer_noise)
         if self.sens_surrogate not in ("tanh", "normalized"):
             raise InputError("sens_surrogate", "must be 'tanh' or 'normalized', got "
@@ -414,12 +426,12 @@ def run_paper2(
     res["timings"].update(work.timings)
     _tables(cfg, res, cells, cm, cm_others, evaluated(ds, y_te))
     _data(cfg, res, cells, cm, cm_others, agreement, curves, info, x_te.shape[0], work)
-    rounds_outputs(cfg, res, rounds, out, evaluated(ds, y_te))
-    sweep_outputs(cfg, res, sweep, out, evaluated(ds, y_te))
     res["data"].update(data_summary(ds, y_te))
     res["data"]["attnet_train_class_counts"] = class_counts(y_att, ds.classes)
     res["data"]["world_size"] = distributed.world_size()
     res["summary"] = _summary(cfg, res, cells, cm, agreement, x_te.shape[0])
+    rounds_outputs(cfg, res, rounds, out, evaluated(ds, y_te))
+    sweep_outputs(cfg, res, sweep, out, evaluated(ds, y_te))
     _figures(cfg, out, res, cells, cm, curves)
     finish(out, res, t0)
     return res
@@ -663,6 +675,8 @@ def _evaluate(
                 net = net.to(x_te.device)
                 h = train_attnet(net, model, x_att, y_att, budget, epochs=cfg.attnet_epochs,
                                  batch_size=cfg.batch_size, lr=cfg.attnet_lr,
+                                 objective=cfg.attnet_objective,
+                                 kappa=cfg.attnet_kappa,
                                  generator=_generator(cfg.seed, f"{attack}-{d}-{r}{tag}"))
                 x_adv = attnet_examples(net, x_te, budget)
                 extra = {"train_objective": h.loss, "train_error": h.error,
@@ -919,7 +933,8 @@ def sweep_outputs(cfg: Paper2Config, res: dict[str, Any],
                        f"defenses only); fresh AttNet = worst case per example over "
                        f"{cfg.attnet_restarts} MLP and {cfg.cnn_attnet_restarts} "
                        f"convolutional AttNets trained from scratch against the frozen "
-                       f"defense; PGD-{cfg.pgd_steps}; Square = the gradient-free Square "
+                       f"defense (objective {cfg.attnet_objective}); PGD-{cfg.pgd_steps}; "
+                       f"Square = the gradient-free Square "
                        f"Attack ({cfg.square_queries} queries); worst case = any attack "
                        f"succeeds. Minimax = the sensitivity-penalized solver "
                        f"(rho={cfg.minimax_rho:g}, k={cfg.minimax_k}); Alt = the same "
@@ -1054,8 +1069,9 @@ def _tables(cfg: Paper2Config, res: dict[str, Any],
                    f"{cfg.square_queries} queries (a defense that only masks gradients falls "
                    f"to it); AttNet-MLP: "
                    f"{cfg.attnet_restarts} fresh MLP AttNet(s) {list(cfg.attnet_hidden)} "
-                   f"trained {cfg.attnet_epochs} epochs against the frozen defense, worst case"
-                   f" per example; AttNet-CNN: {cfg.cnn_attnet_restarts} fresh convolutional "
+                   f"trained {cfg.attnet_epochs} epochs against the frozen defense (objective "
+                   f"{cfg.attnet_objective}), worst case per example; AttNet-CNN: "
+                   f"{cfg.cnn_attnet_restarts} fresh convolutional "
                    "AttNet(s) (other architecture); AttNet-minimax: the minimax game's own "
                    "attacker, transferred; worst case: any attack succeeds.",
         "columns": ["defense"] + attacks,
@@ -1324,6 +1340,8 @@ def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_comm
         p.add_argument("--minimax-rho", dest="minimax_rho", type=_floats, default=None)
         p.add_argument("--attnet-epochs", dest="attnet_epochs", type=int, default=None)
         p.add_argument("--attnet-restarts", dest="attnet_restarts", type=int, default=None)
+        p.add_argument("--attnet-objective", dest="attnet_objective", default=None,
+                       help="what fresh AttNets maximize: cw, ce, clamped-ce or dlr")
         p.add_argument("--cnn-attnet-restarts", dest="cnn_attnet_restarts", type=int,
                        default=None)
         p.add_argument("--pgd-steps", dest="pgd_steps", type=int, default=None)
