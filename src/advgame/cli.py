@@ -339,6 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("advgame: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    if "advgame.distributed" in sys.modules:  # a torchrun worker ends without finalization
+        sys.modules["advgame.distributed"].exit_now_if_distributed(0)
     return 0
 
 

@@ -102,13 +102,41 @@ def barrier() -> None:
         dist.barrier()
 
 
+_LEFT_GROUP = False
+
+
 def shutdown() -> None:
     """Wait for every rank, then tear the process group down (a rank that exits while
     another still holds a gloo connection can abort with SIGABRT)."""
+    global _LEFT_GROUP
     if dist.is_available() and dist.is_initialized():
         if dist.get_world_size() > 1:
             dist.barrier()
+            _LEFT_GROUP = True
         dist.destroy_process_group()
+
+
+def exit_now_if_distributed(code: int) -> None:
+    """End a torchrun worker at once with ``code`` (flushing stdout and stderr first) once
+    it has left a multi-process group; return otherwise.
+
+    Measured (tests/test_distributed.py, 20 runs with the other core busy): in 1 of 20 runs
+    a rank that had passed the final barrier and destroyed the gloo group still aborted
+    during interpreter finalization ("terminate called without an active exception",
+    SIGABRT): C++ worker threads of the process group are torn down by static destructors
+    while joinable. Every result is written before the barrier, so skipping finalization
+    (``os._exit``) loses nothing and removes the race.
+    """
+    if not _LEFT_GROUP:
+        return
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # pragma: no cover - a closed stream
+            pass
+    os._exit(code)
 
 
 def all_reduce_mean_(tensors: Iterable[torch.Tensor]) -> None:
