@@ -977,8 +977,13 @@ def _sweep_findings(cfg: Paper2Config, res: dict[str, Any], data: dict[str, Any]
         parts = [f"{labels[d]} {data[d][key]['FGSM-curr']:.3f} / "
                  f"{data[d][key]['fresh AttNet']:.3f} / {data[d][key]['worst case']:.3f}"
                  for d in have]
+        low = data[best][key]["worst case"]
+        tied = [labels[d] for d in have if data[d][key]["worst case"] <= low + 1e-9]
+        verdict = ("every defense is broken on every test image by some attack (worst case "
+                   f"{low:.3f})" if low >= 0.999 else
+                   f"lowest worst case: {', '.join(tied)} ({low:.3f})")
         line = (f"eta={e:g} ({arch}), FGSM-curr / fresh AttNet / worst-case error: "
-                + "; ".join(parts) + f". Lowest worst case: {labels[best]}.")
+                + "; ".join(parts) + f"; {verdict}.")
         if "minimax" in have and "minimax-sens" in have:
             a, b = data["minimax-sens"][key]["fresh AttNet"], data["minimax"][key]["fresh AttNet"]
             line += f" Minimax {_compare(a, b, n)} Alt against fresh AttNets ({a:.3f} vs {b:.3f})."
