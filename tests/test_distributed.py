@@ -119,7 +119,8 @@ def test_sharded_paper1_is_identical(tmp_path: Path) -> None:
     from tests.test_paper1 import TINY
 
     config = (TINY.format(dataset="digits-8x8", arch="mlp").replace("n_synthetic = 400\n", "")
-              .replace('pairs = "none"', "pairs = [[2, 3], [4, 5]]\nclasses = [0, 1]"))
+              .replace('pairs = "none"', "pairs = [[2, 3], [4, 5]]\nclasses = [0, 1]")
+              + 'solver = "fast"\n')  # no wall-clock time limit (see tests/test_resume.py)
     a, b, two, stderr = one_and_two(tmp_path, "paper1", config)
     assert "(rank 1)" in stderr  # rank 1 computed units of its own
     assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1

@@ -13,7 +13,11 @@ from pathlib import Path
 
 from tests.test_paper1 import TINY
 
-CONFIG = TINY.format(dataset="gaussians", arch="mlp").replace("n_synthetic = 400\n", "")
+# solver "fast": the "auto" solver also runs the MILP under a wall-clock time limit, whose
+# incumbent depends on how loaded the machine is -- two runs under load could differ (seen
+# once in a full suite run with three other jobs on the 2 cores)
+CONFIG = (TINY.format(dataset="gaussians", arch="mlp").replace("n_synthetic = 400\n", "")
+          + 'solver = "fast"\n')
 
 
 def start(out: Path, cfg: Path) -> subprocess.Popen[bytes]:

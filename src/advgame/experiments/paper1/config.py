@@ -20,7 +20,9 @@ class Paper1Config(ModelConfig):
 
     eps values are in the input scale [0, 1]; ``norm_a`` / ``norm_d`` are the attacker's
     and defender's norms. ``solver``: ``auto`` runs the fast heuristic and the exact MILP
-    (time-limited) and keeps the better shift, reporting the MILP's bound and the gap.
+    (time-limited) and keeps the better shift, reporting the MILP's bound and the gap; when
+    the MILP stops at ``exact_time_limit`` its incumbent depends on the machine's speed and
+    load, so two runs can differ -- ``fast`` is reproducible bit for bit.
 
     ``objective``: the game the equilibrium shift v_n is solved for outside Table 1 (sweeps,
     convergence, pairs): ``"box"`` (default) — the game that is played on images, where the
