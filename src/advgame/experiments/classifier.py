@@ -92,8 +92,10 @@ class ModelConfig(DataConfig):
         if check_nonnegative("lr", self.lr) == 0:
             raise InputError("lr", "must be > 0")
 
-    def arch_kwargs(self) -> dict[str, Any]:
-        return {"hidden": self.hidden} if self.arch == "mlp" else {}
+    def arch_kwargs(self, arch: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of :func:`advgame.models.build_model` for ``arch`` (default:
+        the configured one)."""
+        return {"hidden": self.hidden} if (arch or self.arch) == "mlp" else {}
 
 
 def load_data(cfg: DataConfig) -> Dataset:

@@ -44,7 +44,14 @@ from torch import nn
 from advgame import distributed
 from advgame.attacks.apgd import apgd
 from advgame.attacks.gradient import fgm, pgd
-from advgame.attacks.learned import OBJECTIVES, attnet_examples, build_attnet, train_attnet
+from advgame.attacks.learned import (
+    OBJECTIVES,
+    attnet_examples,
+    attnet_saturation,
+    build_attnet,
+    mode_fraction,
+    train_attnet,
+)
 from advgame.attacks.score import square
 from advgame.data import Dataset, class_counts
 from advgame.defenses.training import (
@@ -302,14 +309,11 @@ class _Work:
         if got is not None:
             self.timings[key] = float(got["seconds"])
 
-    def arch_kwargs(self, arch: str) -> dict[str, Any]:
-        return {"hidden": self.cfg.hidden} if arch == "mlp" else {}
-
     def new_classifier(self, key: str, arch: str | None = None) -> nn.Module:
         a = arch or self.cfg.arch
         with _seeded_init(self.cfg.seed, key):
             return build_model(a, self.ds.input_shape, self.ds.num_classes,
-                               **self.arch_kwargs(a)).to(self.device)
+                               **self.cfg.arch_kwargs(a)).to(self.device)
 
     def classifier(self, key: str, make: Callable[[], nn.Module],
                    arch: str | None = None) -> nn.Module:
@@ -324,7 +328,7 @@ class _Work:
         self.record(f"train_{key}_s", time.perf_counter() - t0)
         a = arch or self.cfg.arch
         save_checkpoint(path, model, arch=a, input_shape=self.ds.input_shape,
-                        num_classes=self.ds.num_classes, kwargs=self.arch_kwargs(a),
+                        num_classes=self.ds.num_classes, kwargs=self.cfg.arch_kwargs(a),
                         meta={"key": key})
         return model
 
@@ -564,7 +568,7 @@ def _fine_tuned(
             _save_state(work.models / f"{name}{tag}-attnet.state.pt", attnet,
                         {"key": name + tag})
             save_checkpoint(model_path, model, arch=arch, input_shape=ds.input_shape,
-                            num_classes=ds.num_classes, kwargs=work.arch_kwargs(arch),
+                            num_classes=ds.num_classes, kwargs=cfg.arch_kwargs(arch),
                             meta={"key": name + tag})
         tuned[name] = model
         game_attnets[name] = attnet
@@ -663,7 +667,7 @@ def _evaluate(
             elif attack == "own":
                 x_adv = attnet_examples(game_attnets[d], x_te, budget)
                 with torch.no_grad():
-                    extra = {"saturation": _saturation(game_attnets[d], x_te),
+                    extra = {"saturation": attnet_saturation(game_attnets[d], x_te),
                              "payoff": float(_batched(
                                  lambda zb, yb: nn.functional.cross_entropy(
                                      model(zb), yb, reduction="none"), x_adv, y_te).mean())}
@@ -680,12 +684,11 @@ def _evaluate(
                                  generator=_generator(cfg.seed, f"{attack}-{d}-{r}{tag}"))
                 x_adv = attnet_examples(net, x_te, budget)
                 extra = {"train_objective": h.loss, "train_error": h.error,
-                         "saturation": _saturation(net, x_te)}
+                         "saturation": attnet_saturation(net, x_te)}
             preds = predict(model, x_adv).cpu()
             flags = preds != y_te.cpu()
-            counts = torch.bincount(preds, minlength=int(y_te.max()) + 1)
             return {"error": float(flags.float().mean()), "flags": _flags_to_str(flags),
-                    "mode_fraction": float(counts.max()) / max(1, preds.numel()),
+                    "mode_fraction": mode_fraction(preds),
                     "seconds": time.perf_counter() - ts, **extra}
 
         unit_jobs.append((key, compute))
@@ -711,14 +714,6 @@ def _evaluate(
         row["worst case"] = {"error": float(worst.float().mean()), "flags": worst,
                              "restarts": [], "seconds": 0.0}
     return cells
-
-
-@torch.no_grad()
-def _saturation(attnet: nn.Module, x: torch.Tensor) -> float:
-    """Fraction of outputs |tanh(a(x; v))| > 0.99: where the attacker's gradient vanishes."""
-    attnet.eval()
-    return float(_batched(lambda xb, _yb: (attnet(xb).abs() > 0.99).flatten(1).float(),
-                          x, x.new_zeros(x.shape[0])).mean())
 
 
 def _batched(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
