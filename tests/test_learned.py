@@ -219,6 +219,90 @@ def test_sens_fgsm_and_online_training_run(gen: torch.Generator) -> None:
     assert accuracy(m, x, y) > 0.9
 
 
+def test_surrogate_scales() -> None:
+    """Batch scale: one c for the batch, so an example with small gradients moves less."""
+    g = torch.tensor([[2.0, -2.0], [0.02, -0.01]])
+    ex = surrogate_direction(g, "tanh", tau=0.5, scale="example")
+    ba = surrogate_direction(g, "tanh", tau=0.5, scale="batch")
+    c = float(g.abs().mean())
+    assert torch.allclose(ba, torch.tanh(g / (0.5 * c)))
+    assert torch.allclose(ex[1], torch.tanh(g[1] / (0.5 * float(g[1].abs().mean()))))
+    assert float(ba[1].abs().max()) < 0.05 < 0.5 < float(ex[1].abs().max())
+    # both are scale free in the whole batch's gradient
+    assert torch.allclose(surrogate_direction(1e-5 * g, "tanh", 0.5, scale="batch"), ba,
+                          atol=1e-6)
+    with pytest.raises(InputError, match="scale"):
+        surrogate_direction(g, "tanh", scale="pixel")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scale", ["example", "batch"])
+def test_detached_scale_same_value_other_gradient(scale: str) -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    x = (0.3 + 0.4 * torch.rand(6, 1, 2, 2, generator=torch.Generator().manual_seed(1))).double()
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    params = _flat_params(model)
+    out = {}
+    for detach in (False, True):
+        loss = sens_fgsm_loss(model, x, y, 0.1, tau=0.7, scale=scale,  # type: ignore[arg-type]
+                              detach_scale=detach)
+        out[detach] = (float(loss.detach()), torch.autograd.grad(loss, params))
+    assert out[False][0] == pytest.approx(out[True][0], abs=1e-12)
+    diff = max(float((a - b).abs().max()) for a, b in zip(out[False][1], out[True][1],
+                                                           strict=True))
+    assert diff > 1e-6
+
+
+def test_clean_weight_mixes_the_clean_loss(gen: torch.Generator) -> None:
+    x, y = _blobs(gen, 16)
+    model = _clf()
+    bare = sens_fgsm_loss(model, x, y, 0.2)
+    clean = torch.nn.functional.cross_entropy(model(x), y)
+    for w in (0.25, 1.0):
+        mixed = sens_fgsm_loss(model, x, y, 0.2, clean_weight=w)
+        assert float(mixed) == pytest.approx(float((1 - w) * bare + w * clean), rel=1e-6)
+    with pytest.raises(InputError, match="clean_weight"):
+        sens_fgsm_loss(model, x, y, 0.2, clean_weight=1.5)
+
+
+def test_first_order_without_graph_is_refused(gen: torch.Generator) -> None:
+    """It used to fail with "backward through the graph a second time"; it has no meaning."""
+    x, y = _blobs(gen, 16)
+    with pytest.raises(InputError, match="through"):
+        sens_fgsm_train(_clf(), x, y, 0.1, TrainConfig(epochs=1), form="first-order",
+                        through=False, generator=gen)
+
+
+def test_bare_sens_fgsm_leaks_the_label_and_the_clean_term_fixes_it() -> None:
+    """Real 8x8 digits, eta 0.3: trained on z(x, y) alone the model reads the label the
+    attack writes into z and misclassifies clean inputs (clean error 0.57 here against
+    u_0's 0.03); with half the loss on clean inputs it stays near u_0 (0.07)."""
+    from advgame.attacks import fgm
+    from advgame.data import load_dataset
+    from advgame.models import build_model, train
+
+    torch.set_num_threads(1)
+    ds = load_dataset("digits-8x8")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        u0 = build_model("mlp", ds.input_shape, 10, hidden=(64,))
+    train(u0, ds.x_train, ds.y_train, TrainConfig(epochs=15, lr=3e-3),
+          generator=torch.Generator().manual_seed(0))
+    err = {}
+    for w in (0.0, 0.5):
+        m = copy.deepcopy(u0)
+        sens_fgsm_train(m, ds.x_train, ds.y_train, 0.3, TrainConfig(epochs=40, lr=3e-3),
+                        clean_weight=w, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            pred = m(ds.x_test).argmax(1)
+        leak = fgm(m, ds.x_test, pred, 0.3, "inf")  # FGSM with the model's own labels
+        err[w] = (1 - accuracy(m, ds.x_test, ds.y_test), 1 - accuracy(m, leak, ds.y_test),
+                  1 - accuracy(m, fgm(m, ds.x_test, ds.y_test, 0.3, "inf"), ds.y_test))
+    u0_err = 1 - accuracy(u0, ds.x_test, ds.y_test)
+    assert err[0.0][0] > 0.3 > 0.1 > err[0.5][0] and err[0.5][0] < u0_err + 0.08
+    assert err[0.0][2] < err[0.0][1] - 0.1  # the true-label step helps it: a label leak
+
+
 # --------------------------------------------------------------------------- objectives
 
 _Z = torch.tensor([[2.0, 0.0, -1.0], [0.0, 3.0, 1.0], [1.0, 1.0, 0.0]])

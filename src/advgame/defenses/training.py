@@ -52,6 +52,7 @@ from advgame.validate import check_images, check_labels, check_nonnegative, chec
 
 Surrogate = Literal["tanh", "normalized"]
 SensForm = Literal["fgsm", "first-order"]
+SensScale = Literal["batch", "example"]
 
 # --------------------------------------------------------------------------- cat-and-mouse
 
@@ -270,14 +271,30 @@ def detect_oscillation(series: Sequence[float], tol: float = 0.0) -> Oscillation
 
 
 def surrogate_direction(
-    g: torch.Tensor, surrogate: Surrogate = "tanh", tau: float = 0.1, relative_tau: bool = True
+    g: torch.Tensor,
+    surrogate: Surrogate = "tanh",
+    tau: float = 0.1,
+    relative_tau: bool = True,
+    *,
+    scale: SensScale = "example",
+    detach_scale: bool = False,
 ) -> torch.Tensor:
-    """Differentiable stand-in s(g) in [-1, 1] for sign(g), per example.
+    """Differentiable stand-in s(g) in [-1, 1] for sign(g).
 
-    ``tanh``: s = tanh(g / (tau * c)), c = mean_i |g_i| of the example when
-    ``relative_tau`` (scale free: confident examples with tiny gradients still move) else
-    c = 1; s -> sign(g) as tau -> 0. ``normalized``: s = g / ||g||_inf (the normalized
-    gradient, inside the L-inf ball).
+    ``tanh``: s = tanh(g / (tau * c)); s -> sign(g) as tau -> 0. With ``relative_tau`` the
+    temperature is relative to a gradient scale c, so s does not change when g is
+    multiplied by a constant; without it c = 1:
+
+    - ``scale="example"``: c_n = mean_i |g_ni| of each example n. Every example gets a
+      near-sign step that uses most of the budget, however flat its loss.
+    - ``scale="batch"``: c = mean |g| over every coordinate of the batch, one number. An
+      example whose gradient is small against the batch's (a confidently classified one)
+      is perturbed less, as the first-order value eta ||g||_1 of the attack says.
+
+    ``detach_scale`` treats c as a constant when differentiating (through ``g`` only).
+
+    ``normalized``: s = g / ||g||_inf per example (the normalized gradient, inside the L-inf
+    ball); ``tau``, ``scale`` and ``detach_scale`` do not apply.
 
     Shape: (N, ...) -> (N, ...).
 
@@ -285,17 +302,46 @@ def surrogate_direction(
         >>> g = torch.tensor([[3.0, -1.0, 0.0]])
         >>> surrogate_direction(g, "normalized").tolist()
         [[1.0, -0.3333333432674408, 0.0]]
+        >>> g = torch.tensor([[2.0, -2.0], [0.5, 0.0]])  # batch mean |g| = 1.125
+        >>> s = surrogate_direction(g, "tanh", tau=1.0, scale="batch")
+        >>> torch.allclose(s, torch.tanh(g / 1.125))
+        True
     """
     flat = g.reshape(g.shape[0], -1)
     tiny = torch.finfo(g.dtype).tiny
     if surrogate == "tanh":
         if check_nonnegative("tau", tau) == 0:
             raise InputError("tau", "must be > 0")
-        scale = flat.abs().mean(dim=1, keepdim=True).clamp_min(tiny) if relative_tau else 1.0
-        return torch.tanh(flat / (tau * scale)).reshape(g.shape)
+        if scale == "example":
+            c = flat.abs().mean(dim=1, keepdim=True)
+        elif scale == "batch":
+            c = flat.abs().mean()
+        else:
+            raise InputError("scale", f"must be 'batch' or 'example', got {scale!r}")
+        if not relative_tau:
+            return torch.tanh(flat / tau).reshape(g.shape)
+        c = c.clamp_min(tiny)
+        if detach_scale:
+            c = c.detach()
+        return torch.tanh(flat / (tau * c)).reshape(g.shape)
     if surrogate == "normalized":
         return (flat / flat.abs().amax(dim=1, keepdim=True).clamp_min(tiny)).reshape(g.shape)
     raise InputError("surrogate", f"must be 'tanh' or 'normalized', got {surrogate!r}")
+
+
+def _sens_point(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eta: float, *, surrogate: Surrogate,
+    tau: float, relative_tau: bool, scale: SensScale, detach_scale: bool,
+    create_graph: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z(u), the per-example clean losses l(h(x; u), y)); the losses keep their graph."""
+    xg = x.detach().requires_grad_(True)
+    losses = F.cross_entropy(model(xg), y, reduction="none")
+    (g,) = torch.autograd.grad(losses.sum(), xg, create_graph=create_graph, retain_graph=True)
+    s = surrogate_direction(g, surrogate, tau, relative_tau, scale=scale,
+                            detach_scale=detach_scale)
+    z = torch.clamp(x.detach() + eta * s, 0.0, 1.0)
+    return (z if create_graph else z.detach()), losses
 
 
 def sens_fgsm_inputs(
@@ -307,6 +353,8 @@ def sens_fgsm_inputs(
     surrogate: Surrogate = "tanh",
     tau: float = 0.1,
     relative_tau: bool = True,
+    scale: SensScale = "example",
+    detach_scale: bool = False,
     create_graph: bool = True,
 ) -> torch.Tensor:
     """z(u) = clip(x + eta s(grad_x l(h(x; u), y)), 0, 1), a function of the parameters u.
@@ -314,6 +362,8 @@ def sens_fgsm_inputs(
     With ``create_graph`` the input gradient keeps its graph, so backpropagating a loss
     at z(u) reaches u both through h(.; u) and through z(u) (double backprop). With
     ``create_graph=False`` z is detached (plain online adversarial training).
+    ``surrogate``, ``tau``, ``relative_tau``, ``scale``, ``detach_scale``: see
+    :func:`surrogate_direction`.
 
     Shape: x (N, ...) in [0, 1], y (N,) -> z (N, ...).
 
@@ -324,12 +374,10 @@ def sens_fgsm_inputs(
         >>> z.requires_grad, bool(((z - x).abs() <= 0.1 + 1e-6).all())
         (True, True)
     """
-    xg = x.detach().requires_grad_(True)
-    losses = F.cross_entropy(model(xg), y, reduction="none")
-    (g,) = torch.autograd.grad(losses.sum(), xg, create_graph=create_graph)
-    s = surrogate_direction(g, surrogate, tau, relative_tau)
-    z = torch.clamp(x.detach() + eta * s, 0.0, 1.0)
-    return z if create_graph else z.detach()
+    z, _ = _sens_point(model, x, y, eta, surrogate=surrogate, tau=tau,
+                       relative_tau=relative_tau, scale=scale, detach_scale=detach_scale,
+                       create_graph=create_graph)
+    return z
 
 
 def sens_fgsm_loss(
@@ -342,14 +390,24 @@ def sens_fgsm_loss(
     surrogate: Surrogate = "tanh",
     tau: float = 0.1,
     relative_tau: bool = True,
+    scale: SensScale = "example",
+    detach_scale: bool = False,
+    clean_weight: float = 0.0,
     through: bool = True,
 ) -> torch.Tensor:
     """The Sens-FGSM objective L(u) on a batch, differentiable in u (scalar).
 
-    ``form="fgsm"``: L(u) = mean_i l(h(z_i(u); u), y_i) with z from
+    ``form="fgsm"``: A(u) = mean_n l(h(z_n(u); u), y_n) with z from
     :func:`sens_fgsm_inputs` (``through=False`` detaches z: online adversarial training
-    with the surrogate attack). ``form="first-order"``: L(u) = mean_i [l(h(x_i; u), y_i)
-    + eta ||grad_x l(h(x_i; u), y_i)||_1], the linearization of l at the FGSM point.
+    with the surrogate attack). ``form="first-order"``: A(u) = mean_n [l(h(x_n; u), y_n)
+    + eta ||grad_x l(h(x_n; u), y_n)||_1], the linearization of l at the FGSM point.
+
+    L(u) = (1 - clean_weight) A(u) + clean_weight mean_n l(h(x_n; u), y_n).
+
+    ``through=False`` is refused for the first-order form: its penalty eta ||g||_1 =
+    eta g.sign(g) already has the attack direction sign(g) constant in u (sign has a zero
+    derivative), so holding the attack fixed changes nothing, and detaching g as well
+    would leave the clean loss plus a constant — clean training under another name.
 
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -357,16 +415,29 @@ def sens_fgsm_loss(
         >>> sens_fgsm_loss(model, x, y, 0.1, form="first-order").ndim
         0
     """
+    if not 0.0 <= clean_weight <= 1.0:
+        raise InputError("clean_weight", f"must be in [0, 1], got {clean_weight!r}")
     if form == "fgsm":
-        z = sens_fgsm_inputs(model, x, y, eta, surrogate=surrogate, tau=tau,
-                             relative_tau=relative_tau, create_graph=through)
-        return F.cross_entropy(model(z), y)
-    if form == "first-order":
+        z, clean = _sens_point(model, x, y, eta, surrogate=surrogate, tau=tau,
+                               relative_tau=relative_tau, scale=scale,
+                               detach_scale=detach_scale, create_graph=through)
+        attacked = F.cross_entropy(model(z), y)
+    elif form == "first-order":
+        if not through:
+            raise InputError(
+                "through", "through=False has no meaning for form='first-order': the "
+                "penalty eta ||grad_x l||_1 = eta grad.sign(grad) already holds the attack "
+                "direction fixed, and detaching the gradient leaves the clean loss plus a "
+                "constant; use form='fgsm' with through=False for adversarial training")
         xg = x.detach().requires_grad_(True)
-        losses = F.cross_entropy(model(xg), y, reduction="none")
-        (g,) = torch.autograd.grad(losses.sum(), xg, create_graph=through)
-        return (losses + eta * g.reshape(g.shape[0], -1).abs().sum(dim=1)).mean()
-    raise InputError("form", f"must be 'fgsm' or 'first-order', got {form!r}")
+        clean = F.cross_entropy(model(xg), y, reduction="none")
+        (g,) = torch.autograd.grad(clean.sum(), xg, create_graph=True)
+        attacked = (clean + eta * g.reshape(g.shape[0], -1).abs().sum(dim=1)).mean()
+    else:
+        raise InputError("form", f"must be 'fgsm' or 'first-order', got {form!r}")
+    if clean_weight == 0.0:
+        return attacked
+    return (1.0 - clean_weight) * attacked + clean_weight * clean.mean()
 
 
 def sens_fgsm_train(
@@ -380,6 +451,9 @@ def sens_fgsm_train(
     surrogate: Surrogate = "tanh",
     tau: float = 0.1,
     relative_tau: bool = True,
+    scale: SensScale = "example",
+    detach_scale: bool = False,
+    clean_weight: float = 0.0,
     through: bool = True,
     generator: torch.Generator,
     progress: Callable[[int, float], None] | None = None,
@@ -423,7 +497,9 @@ def sens_fgsm_train(
             idx = order[start:start + config.batch_size]
             xb, yb = x[idx], y[idx]
             loss = sens_fgsm_loss(model, xb, yb, eta, form=form, surrogate=surrogate, tau=tau,
-                                  relative_tau=relative_tau, through=through)
+                                  relative_tau=relative_tau, scale=scale,
+                                  detach_scale=detach_scale, clean_weight=clean_weight,
+                                  through=through)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

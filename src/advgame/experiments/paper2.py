@@ -129,8 +129,17 @@ class Paper2Config(ModelConfig):
         warm_start: u_k starts from u_(k-1) (else from scratch). with_clean: u_k also sees
             the clean training data.
         adv_epochs: epochs of online adversarial training (from u_0).
+        adv_with_clean: online adversarial training sees each clean batch beside its
+            FGSM batch (Goodfellow et al.'s alpha = 0.5), else the FGSM batch only.
         sens_epochs: epochs of Sens-FGSM (both forms, from u_0). sens_surrogate: "tanh"
-            or "normalized". sens_tau: tanh temperature relative to the mean |grad|.
+            or "normalized". sens_tau: tanh temperature relative to the gradient scale
+            ``sens_scale`` ("example": each example's mean |grad|; "batch": the batch's),
+            held constant in u when ``sens_detach_scale``. sens_clean_weight: w in
+            L = (1 - w) Sens-FGSM + w clean loss; 0.5 by default, because w = 0 trains a
+            classifier that reads the label the attack leaks into z and misclassifies
+            most clean inputs (clean error 0.83 on the CNN, benchmarks/BENCHMARKS.md);
+            the first-order form l + eta ||grad||_1 holds the clean loss already and
+            ignores it.
         minimax_iterations: outer iterations of the alternating solver. minimax_k:
             follower steps per leader step (ascent steps for minimax, descent steps for
             maximin). minimax_lr: defender (Adam) step. minimax_rho: weight of the
@@ -166,9 +175,13 @@ class Paper2Config(ModelConfig):
     warm_start: bool = True
     with_clean: bool = False
     adv_epochs: int = 10
+    adv_with_clean: bool = True
     sens_epochs: int = 10
     sens_surrogate: str = "tanh"
     sens_tau: float = 0.1
+    sens_scale: str = "example"
+    sens_detach_scale: bool = False
+    sens_clean_weight: float = 0.5
     minimax_iterations: int = 1000
     minimax_k: int = 5
     minimax_lr: float = 1e-3
@@ -232,6 +245,12 @@ class Paper2Config(ModelConfig):
         if self.sens_surrogate not in ("tanh", "normalized"):
             raise InputError("sens_surrogate", "must be 'tanh' or 'normalized', got "
                              f"{self.sens_surrogate!r}")
+        if self.sens_scale not in ("example", "batch"):
+            raise InputError("sens_scale", "must be 'example' or 'batch', got "
+                             f"{self.sens_scale!r}")
+        if not 0.0 <= check_nonnegative("sens_clean_weight", self.sens_clean_weight) <= 1.0:
+            raise InputError("sens_clean_weight",
+                             f"must be in [0, 1], got {self.sens_clean_weight!r}")
         bad = [d for d in self.defenses if d not in DEFENSES]
         if bad or not self.defenses:
             raise InputError("defenses", f"unknown defense(s) {bad}; choose from "
@@ -514,7 +533,7 @@ def _fine_tuned(
     if "adv-online" in names:
         def make_adv() -> nn.Module:
             m = _trainable_copy(u0)
-            h = adversarial_training(m, x_tr, y_tr, eta, tc,
+            h = adversarial_training(m, x_tr, y_tr, eta, tc, with_clean=cfg.adv_with_clean,
                                      generator=_generator(cfg.seed, "adv-online" + tag))
             work.store.put("curve-adv-online" + tag, {"loss": h.loss})
             return m
@@ -530,6 +549,9 @@ def _fine_tuned(
                 m, x_tr, y_tr, eta,
                 TrainConfig(epochs=cfg.sens_epochs, batch_size=cfg.batch_size, lr=cfg.lr),
                 form=form, surrogate=cfg.sens_surrogate, tau=cfg.sens_tau,  # type: ignore
+                scale=cfg.sens_scale, detach_scale=cfg.sens_detach_scale,  # type: ignore
+                # the first-order form already holds the clean loss: l + eta ||g||_1
+                clean_weight=cfg.sens_clean_weight if form == "fgsm" else 0.0,
                 generator=_generator(cfg.seed, name + tag),
             )
             work.store.put(f"curve-{name}{tag}", {"loss": h.loss})
@@ -1333,6 +1355,17 @@ def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_comm
         p.add_argument("--sens-epochs", dest="sens_epochs", type=int, default=None)
         p.add_argument("--sens-surrogate", dest="sens_surrogate", default=None,
                        help="tanh (default) or normalized")
+        p.add_argument("--sens-scale", dest="sens_scale", default=None,
+                       help="gradient scale of the tanh surrogate: example (default) or batch")
+        p.add_argument("--sens-detach-scale", dest="sens_detach_scale",
+                       action=BooleanOptionalAction, default=None,
+                       help="hold the surrogate's gradient scale constant in u")
+        p.add_argument("--sens-clean-weight", dest="sens_clean_weight", type=_floats,
+                       default=None, help="weight w of the clean loss beside Sens-FGSM's "
+                       "(default 0.5; 0 = the bare objective, which leaks the label)")
+        p.add_argument("--adv-with-clean", dest="adv_with_clean",
+                       action=BooleanOptionalAction, default=None,
+                       help="online adversarial training also sees the clean batch (default)")
         p.add_argument("--minimax-iterations", dest="minimax_iterations", type=int,
                        default=None)
         p.add_argument("--minimax-k", dest="minimax_k", type=int, default=None,
