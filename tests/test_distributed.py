@@ -133,12 +133,17 @@ def test_sharded_paper1_is_identical(tmp_path: Path) -> None:
 
 
 def test_sharded_paper2_is_identical(tmp_path: Path) -> None:
-    """paper2 under torchrun: rank 0 trains the defenses, the others load them, and the
-    defense x attack cells (AttNet trainings included) are split across the ranks."""
+    """paper2 under torchrun: rank 0 trains the cat-and-mouse rounds, the other defenses and
+    the eta table's cells (a second classifier included) are trained round-robin across the
+    ranks, and the defense x attack cells (AttNet trainings included) are split too."""
     from tests.test_paper2 import TINY
 
-    a, b, _, stderr = one_and_two(tmp_path, "paper2", TINY)
+    config = TINY.replace("compare_archs = []", 'compare_archs = ["cnn"]')
+    assert config != TINY
+    a, b, _, stderr = one_and_two(tmp_path, "paper2", config)
     assert "paper2 evaluation (rank 1)" in stderr
+    assert "paper2 training (rank 1)" in stderr and "paper2 rounds (rank 0)" in stderr
+    assert untimed(a["data"]["eta_sweep"]) == untimed(b["data"]["eta_sweep"])
     assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1
     assert a["tables"] == b["tables"]
     assert untimed(a["summary"]) == untimed(b["summary"])

@@ -403,8 +403,14 @@ def run_paper2(
     u0.eval()
     work.timings["train_u0_s"] = float(info.get("train_s") or 0.0)
 
-    # Under torchrun rank 0 trains the defenses (saving each one) while the other ranks
-    # wait, then they load what it saved; the evaluation cells are split across ranks.
+    # Under torchrun the training is split first (_train_share: rank 0 runs the sequential
+    # cat-and-mouse rounds, every rank fine-tunes its share of the other defenses and of the
+    # eta table's cells, each saving what it trained); then rank 0 collects the defenses
+    # (loading them) while the other ranks wait, then they load them too. The evaluation
+    # cells are split across ranks.
+    if distributed.world_size() > 1:
+        _train_share(cfg, work, u0, x_tr, y_tr, progress)
+        distributed.barrier()
     if distributed.is_main():
         defenses, game_attnets, cm_models = _train_defenses(cfg, work, u0, x_tr, y_tr,
                                                             progress)
@@ -474,26 +480,10 @@ def _train_defenses(
         defenses["u0"] = u0
 
     # ---- cat-and-mouse
-    cm_models = [u0]
     stages = _stages(cfg)
     bar = iter(progress(range(len(stages)), "paper2 training", len(stages)))
-    if "cat-mouse" in cfg.defenses:
-        for k in range(1, cfg.rounds + 1):
-            prev = cm_models[-1]
-
-            def make_round(k: int = k, prev: nn.Module = prev) -> nn.Module:
-                return cat_and_mouse_round(
-                    prev, x_tr, y_tr, eta=cfg.eta,
-                    config=TrainConfig(epochs=cfg.round_epochs, batch_size=cfg.batch_size,
-                                       lr=cfg.lr),
-                    warm_start=cfg.warm_start, with_clean=cfg.with_clean,
-                    make_model=lambda: work.new_classifier(f"u{k}"),
-                    generator=_generator(cfg.seed, f"u{k}"),
-                )
-
-            cm_models.append(work.classifier(f"u{k}", make_round))
-            defenses[f"u{k}"] = cm_models[-1]
-            next(bar, None)
+    cm_models = _train_rounds(cfg, work, u0, x_tr, y_tr, lambda: next(bar, None))
+    defenses.update({f"u{k}": m for k, m in enumerate(cm_models) if k > 0})
 
     # ---- other trained defenses, fine-tuned from u_0
     tuned, game_attnets = _fine_tuned(cfg, work, u0, x_tr, y_tr, cfg.eta, cfg.defenses, "",
@@ -613,6 +603,79 @@ def _fine_tuned(
         tuned["reformer"] = ReformedClassifier(ae, u0).eval()
         tick()
     return tuned, game_attnets
+
+
+def _train_rounds(cfg: Paper2Config, work: _Work, u0: nn.Module, x_tr: torch.Tensor,
+                  y_tr: torch.Tensor, tick: Callable[[], None]) -> list[nn.Module]:
+    """The cat-and-mouse models u_0..u_K (trained, or loaded from ``work``'s models); u_k
+    is trained against FGSM on u_(k-1), so the rounds run in order. ``tick()`` after each."""
+    cm_models = [u0]
+    if "cat-mouse" not in cfg.defenses:
+        return cm_models
+    for k in range(1, cfg.rounds + 1):
+        prev = cm_models[-1]
+
+        def make_round(k: int = k, prev: nn.Module = prev) -> nn.Module:
+            return cat_and_mouse_round(
+                prev, x_tr, y_tr, eta=cfg.eta,
+                config=TrainConfig(epochs=cfg.round_epochs, batch_size=cfg.batch_size,
+                                   lr=cfg.lr),
+                warm_start=cfg.warm_start, with_clean=cfg.with_clean,
+                make_model=lambda: work.new_classifier(f"u{k}"),
+                generator=_generator(cfg.seed, f"u{k}"),
+            )
+
+        cm_models.append(work.classifier(f"u{k}", make_round))
+        tick()
+    return cm_models
+
+
+def _compare_base(cfg: Paper2Config, work: _Work, arch: str, x_tr: torch.Tensor,
+                  y_tr: torch.Tensor) -> nn.Module:
+    """u_0 of a classifier of ``compare_archs``: rank 0 trains (or loads) it, then the
+    other ranks load it."""
+    def make_u0() -> nn.Module:
+        m = work.new_classifier(f"u0-{arch}", arch)
+        train(m, x_tr, y_tr, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                         lr=cfg.lr),
+              generator=_generator(cfg.seed, f"u0-{arch}"))
+        return m
+    if distributed.is_main():
+        base = work.classifier(f"u0-{arch}", make_u0, arch)
+    distributed.barrier()
+    if not distributed.is_main():
+        base = work.classifier(f"u0-{arch}", make_u0, arch)
+    return base
+
+
+def _sweep_cells(cfg: Paper2Config) -> list[tuple[str, float, str]]:
+    """(classifier, eta, unit-key tag) of the eta table's cells that train their own
+    defenses: all but (cfg.arch, cfg.eta), which are the main table's."""
+    return [(arch, eta, f"@{arch}-eta{eta:g}") for arch in (cfg.arch, *cfg.compare_archs)
+            for eta in cfg.etas if not (arch == cfg.arch and eta == cfg.eta)]
+
+
+def _train_share(cfg: Paper2Config, work: _Work, u0: nn.Module, x_tr: torch.Tensor,
+                 y_tr: torch.Tensor, progress: Progress) -> None:
+    """Under torchrun: this rank's share of the training, saved to ``work``'s models.
+
+    Rank 0 trains the cat-and-mouse rounds; the fine-tuned defenses of the main table and
+    of every eta-table cell, one job per (cell, defense), go round-robin to ranks 1, 2, ...,
+    0, 1, ... Every unit draws from its own generator, so the models are those of a
+    one-process run.
+    """
+    rank, world = distributed.rank(), distributed.world_size()
+    bases = {arch: _compare_base(cfg, work, arch, x_tr, y_tr) for arch in cfg.compare_archs}
+    bases[cfg.arch] = u0
+    jobs = [(cfg.arch, cfg.eta, "", d) for d in DEFENSES[2:] if d in cfg.defenses]
+    tuned_names = [d for d in cfg.sweep_defenses if d != "clean"]
+    jobs += [(arch, eta, tag, d) for arch, eta, tag in _sweep_cells(cfg) for d in tuned_names]
+    if rank == 0 and "cat-mouse" in cfg.defenses:
+        bar = iter(progress(range(cfg.rounds), "paper2 rounds (rank 0)", cfg.rounds))
+        _train_rounds(cfg, work, u0, x_tr, y_tr, lambda: next(bar, None))
+    mine = [job for i, job in enumerate(jobs) if (i + 1) % world == rank]
+    for arch, eta, tag, d in progress(mine, f"paper2 training (rank {rank})", len(mine)):
+        _fine_tuned(cfg, work, bases[arch], x_tr, y_tr, eta, (d,), tag, arch, lambda: None)
 
 
 def _stages(cfg: Paper2Config) -> list[str]:
@@ -803,20 +866,7 @@ def _eta_sweep(
     tuned_names = tuple(d for d in cfg.sweep_defenses if d != "clean")
     for arch in (cfg.arch, *cfg.compare_archs):
         out[arch] = {}
-        if arch == cfg.arch:
-            base = u0
-        else:
-            def make_u0(arch: str = arch) -> nn.Module:
-                m = work.new_classifier(f"u0-{arch}", arch)
-                train(m, x_tr, y_tr, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                                 lr=cfg.lr),
-                      generator=_generator(cfg.seed, f"u0-{arch}"))
-                return m
-            if distributed.is_main():
-                base = work.classifier(f"u0-{arch}", make_u0, arch)
-            distributed.barrier()
-            if not distributed.is_main():
-                base = work.classifier(f"u0-{arch}", make_u0, arch)
+        base = u0 if arch == cfg.arch else _compare_base(cfg, work, arch, x_tr, y_tr)
         for eta in cfg.etas:
             if arch == cfg.arch and eta == cfg.eta:
                 key = {"clean": "u0"}
