@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from advgame.errors import InputError
-from advgame.experiments.common import UnitStore
+from advgame.experiments.runtime import UnitStore
 from advgame.game import exploitability, solve_zero_sum
 from advgame.game.oracle import GameOracles, OracleConfig, run_double_oracle
 from advgame.game.payoff import (
@@ -41,11 +41,10 @@ from advgame.game.strategies import (
     build_attackers,
     build_defenders,
     fit_in_memory,
-    init_parameters,
     parse_strategies,
-    unit_generator,
 )
 from advgame.models import TrainConfig, build_model, train
+from advgame.rng import init_parameters, unit_generator
 
 
 def linear_net(seed: int, d: int = 16, k: int = 2) -> nn.Module:

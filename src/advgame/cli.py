@@ -261,7 +261,7 @@ def resolve_config(args: argparse.Namespace, cls: type, quick: dict[str, Any]) -
 
     Every value, from whichever layer, is checked against its field's type and range.
     """
-    from advgame.experiments.common import load_config
+    from advgame.experiments.runtime import load_config
 
     return load_config(cls, args.config, _overrides(args, cls),
                        quick=quick if args.quick else None)
@@ -274,7 +274,7 @@ def run_config_command(
     report. A failed run leaves no empty output directory behind."""
     import torch
 
-    from advgame.experiments.common import output_directory, parse_device
+    from advgame.experiments.runtime import output_directory, parse_device
 
     cfg: Any = resolve_config(args, cls, quick)
     device = parse_device(args.device)

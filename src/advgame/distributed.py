@@ -146,8 +146,3 @@ def all_reduce_mean_(tensors: Iterable[torch.Tensor]) -> None:
     for t in tensors:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t /= world_size()
-
-
-def unit_generator(seed: int, unit: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator for one unit of work, independent of the process that runs it."""
-    return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + int(unit))

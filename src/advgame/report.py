@@ -50,7 +50,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +57,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from advgame.errors import InputError
+from advgame.storage import atomic_write_text
 
 __all__ = [
     "Figure",
@@ -403,15 +403,7 @@ def _load_images(out_dir: Path, figures: Sequence[Figure]) -> list[_Image]:
 
 
 def _write_atomic(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
 
 
 # --------------------------------------------------------------------------- HTML

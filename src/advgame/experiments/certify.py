@@ -31,13 +31,13 @@ from advgame.experiments.classifier import (
     obtain_model_once,
     record_classifier,
 )
-from advgame.experiments.common import (
+from advgame.experiments.runtime import (
     Progress,
     UnitStore,
-    certification_figure,
     config_digest,
     no_progress,
 )
+from advgame.rng import unit_generator
 from advgame.validate import check_nonnegative, check_positive_int, check_probability
 
 
@@ -75,10 +75,25 @@ class CertifyConfig(ModelConfig):
 QUICK: dict[str, Any] = {"epochs": 2, "n": 1000, "n_test": 50, "n0": 50}
 
 
+def certification_figure(path: Path, radius: np.ndarray, correct: np.ndarray, *, sigma: float,
+                         n: int, alpha: float, title: str) -> float:
+    """The certified-accuracy curve of Gaussian smoothing at ``sigma`` with its radius
+    ceiling ``sigma * Phi^-1(alpha^(1/n))`` drawn and named; returns the ceiling."""
+    from advgame import plots
+    from advgame.smoothing import radius_ceiling
+
+    ceiling = radius_ceiling(sigma, n, alpha)
+    plots.certified_accuracy_vs_radius(
+        path, radius, correct, label=f"Gaussian smoothing σ = {sigma:g}", title=title,
+        ceiling=ceiling, ceiling_label=f"largest radius n = {n:,} samples can certify: "
+                                       f"σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}")
+    return ceiling
+
+
 def certify_block(model: torch.nn.Module, x: torch.Tensor, start: int, cfg: CertifyConfig,
                   num_classes: int) -> dict[str, list[Any]]:
     """Certify inputs x (k, ...) whose global indices start at ``start`` (one call)."""
-    gen = distributed.unit_generator(cfg.seed, start, x.device)
+    gen = unit_generator(cfg.seed, start, x.device)
     c, r = smoothing.certify(model, x, cfg.sigma, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha,
                              batch_size=cfg.noise_batch, generator=gen,
                              num_classes=num_classes, noise=cfg.noise)

@@ -19,10 +19,9 @@ from advgame import distributed
 from advgame.attacks import evaluate_attack, fgm, pgd
 from advgame.data import DATASETS, Dataset, class_counts, load_dataset, stratified_indices
 from advgame.errors import InputError
-from advgame.experiments.common import (
+from advgame.experiments.runtime import (
     Progress,
     UnitStore,
-    atomic_write_json,
     config_digest,
     no_progress,
     now_iso,
@@ -38,6 +37,8 @@ from advgame.models import (
     save_checkpoint,
     train,
 )
+from advgame.rng import unit_generator
+from advgame.storage import atomic_write_json
 from advgame.threat import parse_norm
 from advgame.validate import check_nonnegative, check_positive_int
 
@@ -434,7 +435,7 @@ def run_attack(
             return robust_flags(
                 model, x[s:s + EVAL_BLOCK], y[s:s + EVAL_BLOCK], attack=a, eps=e, norm=norm,
                 pgd_steps=cfg.pgd_steps, restarts=cfg.pgd_restarts,
-                generator=distributed.unit_generator(cfg.seed, k, device),
+                generator=unit_generator(cfg.seed, k, device),
             ).tolist()
         local[key] = store.get_or_compute(key, compute)
     flags = distributed.gather_units(local)

@@ -32,13 +32,14 @@ from advgame.experiments.classifier import (
     obtain_model_once,
     record_classifier,
 )
-from advgame.experiments.common import (
+from advgame.experiments.runtime import (
     Progress,
     UnitStore,
     config_digest,
     no_progress,
     sharded_units,
 )
+from advgame.rng import unit_generator
 from advgame.threat import parse_norm
 from advgame.validate import check_nonnegative, check_positive_int
 
@@ -99,7 +100,7 @@ def run_evaluate(cfg: EvaluateConfig, out: Path, device: torch.device,
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for k, e in enumerate(cfg.eps):
         def compute(k: int = k, e: float = e) -> dict[str, Any]:
-            gen = distributed.unit_generator(cfg.seed, k, device)
+            gen = unit_generator(cfg.seed, k, device)
             return _as_json(evaluate(model, x, y, e, cfg.norm, cfg.attacks, gen,
                                      checks=cfg.checks))
         jobs.append((f"evaluate-{cfg.norm}-{e}", compute))

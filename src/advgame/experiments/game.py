@@ -27,11 +27,7 @@ reuses everything already computed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,7 +50,7 @@ from advgame.experiments.classifier import (
     load_data,
     obtain_model,
 )
-from advgame.experiments.common import Progress, UnitStore, no_progress
+from advgame.experiments.runtime import Progress, UnitStore, no_progress
 from advgame.game import (
     exploitability,
     fictitious_play_equilibrium,
@@ -78,6 +74,8 @@ from advgame.game.strategies import (
     parse_strategies,
 )
 from advgame.models import TrainConfig, load_checkpoint
+from advgame.models.checkpoint import atomic_torch_save
+from advgame.storage import digest
 from advgame.validate import check_nonnegative, check_positive_int
 
 #: The default strategy sets (``configs/game-mnist.toml`` has them with a few more
@@ -205,9 +203,7 @@ class GameConfig(ModelConfig):
 
 
 def _work_hash(cfg: GameConfig) -> str:
-    text = json.dumps({**_jsonable_cfg(cfg.model_config()), "n_test": cfg.n_test},
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    return digest({**_jsonable_cfg(cfg.model_config()), "n_test": cfg.n_test})
 
 
 def _file_fit(models: Path, device: torch.device, timings: dict[str, float]
@@ -226,17 +222,9 @@ def _file_fit(models: Path, device: torch.device, timings: dict[str, float]
         t0 = time.perf_counter()
         train_fn(module)
         timings[f"fit_{key.rsplit('-', 1)[0]}_s"] = time.perf_counter() - t0
-        models.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=models, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"format": "advgame-state-v1", "key": key,
-                        "state_dict": {k: v.detach().cpu()
-                                       for k, v in module.state_dict().items()}}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_torch_save(path, {"format": "advgame-state-v1", "key": key,
+                                 "state_dict": {k: v.detach().cpu()
+                                                for k, v in module.state_dict().items()}})
         return module.eval()
     return fit
 
@@ -384,7 +372,7 @@ def run_game(
 
 
 def _accuracy_unit(defense: Any, x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
-    from advgame.game.strategies import unit_generator
+    from advgame.rng import unit_generator
 
     g = unit_generator(seed, f"clean-{defense.key}", x.device)
     defense.set_generator(g)

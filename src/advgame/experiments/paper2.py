@@ -26,14 +26,10 @@ Files under ``OUT/work-<config hash>/``: ``models/*.pt`` (weights-only checkpoin
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import hashlib
-import json
 import math
 import time
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +74,7 @@ from advgame.experiments.classifier import (
     obtain_model_once,
     train_subset,
 )
-from advgame.experiments.common import Progress, UnitStore, no_progress, sharded_units
+from advgame.experiments.runtime import Progress, UnitStore, no_progress, sharded_units
 from advgame.models import (
     TrainConfig,
     build_model,
@@ -88,6 +84,8 @@ from advgame.models import (
     train,
 )
 from advgame.models.checkpoint import atomic_torch_save
+from advgame.rng import seeded_init, unit_generator
+from advgame.storage import digest
 from advgame.validate import check_nonnegative, check_positive_int
 
 #: Defenses a run can evaluate (``clean`` = u_0, ``cat-mouse`` = u_1..u_K).
@@ -263,27 +261,7 @@ class Paper2Config(ModelConfig):
 
 
 def _config_hash(cfg: Paper2Config) -> str:
-    text = json.dumps(_jsonable_cfg(cfg), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def _unit_seed(seed: int, key: str) -> int:
-    """A seed per unit of work, so a resumed run reproduces an uninterrupted one."""
-    return (seed * 1_000_003 + zlib.crc32(key.encode())) % (2 ** 62)
-
-
-def _generator(seed: int, key: str, device: torch.device | None = None) -> torch.Generator:
-    dev = device if device is not None and device.type != "cpu" else None
-    g = torch.Generator(device=dev) if dev is not None else torch.Generator()
-    return g.manual_seed(_unit_seed(seed, key))
-
-
-@contextlib.contextmanager
-def _seeded_init(seed: int, key: str) -> Iterator[None]:
-    """Seed torch's global RNG for parameter initialization, then restore it."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_unit_seed(seed, "init-" + key))
-        yield
+    return digest(_jsonable_cfg(cfg))
 
 
 def _save_state(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
@@ -330,7 +308,7 @@ class _Work:
 
     def new_classifier(self, key: str, arch: str | None = None) -> nn.Module:
         a = arch or self.cfg.arch
-        with _seeded_init(self.cfg.seed, key):
+        with seeded_init(self.cfg.seed, key):
             return build_model(a, self.ds.input_shape, self.ds.num_classes,
                                **self.cfg.arch_kwargs(a)).to(self.device)
 
@@ -397,7 +375,7 @@ def run_paper2(
     x_tr, y_tr = ds.x_train.to(device), ds.y_train.to(device)
     x_te, y_te = eval_subset(ds, device, cfg.n_test, cfg.seed)
     x_att, y_att = train_subset(x_tr, y_tr, cfg.attnet_train_size,
-                                _generator(cfg.seed, "attnet-train-subset"))
+                                unit_generator(cfg.seed, "attnet-train-subset"))
 
     u0, info = obtain_model_once(cfg, ds, out, device, progress=progress)
     u0.eval()
@@ -524,7 +502,7 @@ def _fine_tuned(
         def make_adv() -> nn.Module:
             m = _trainable_copy(u0)
             h = adversarial_training(m, x_tr, y_tr, eta, tc, with_clean=cfg.adv_with_clean,
-                                     generator=_generator(cfg.seed, "adv-online" + tag))
+                                     generator=unit_generator(cfg.seed, "adv-online" + tag))
             work.store.put("curve-adv-online" + tag, {"loss": h.loss})
             return m
         tuned["adv-online"] = work.classifier("adv-online" + tag, make_adv, arch)
@@ -542,7 +520,7 @@ def _fine_tuned(
                 scale=cfg.sens_scale, detach_scale=cfg.sens_detach_scale,  # type: ignore
                 # the first-order form already holds the clean loss: l + eta ||g||_1
                 clean_weight=cfg.sens_clean_weight if form == "fgsm" else 0.0,
-                generator=_generator(cfg.seed, name + tag),
+                generator=unit_generator(cfg.seed, name + tag),
             )
             work.store.put(f"curve-{name}{tag}", {"loss": h.loss})
             return m
@@ -555,7 +533,7 @@ def _fine_tuned(
         if name not in names:
             continue
         model_path = work.models / f"{name}{tag}.pt"
-        with _seeded_init(cfg.seed, f"{name}{tag}-attnet"):
+        with seeded_init(cfg.seed, f"{name}{tag}-attnet"):
             attnet = build_attnet("mlp", ds.input_shape, hidden=cfg.attnet_hidden).to(device)
         if model_path.is_file() and _load_state(work.models / f"{name}{tag}-attnet.state.pt",
                                                 attnet, device):
@@ -570,7 +548,7 @@ def _fine_tuned(
                 k_min=1 if leader == "min" else cfg.minimax_k,
                 k_max=cfg.minimax_k if leader == "min" else 1,
                 lr_min=cfg.minimax_lr, lr_max=cfg.attnet_lr, batch_size=cfg.batch_size,
-                rho=rho, generator=_generator(cfg.seed, name + tag),
+                rho=rho, generator=unit_generator(cfg.seed, name + tag),
             )
             work.record(f"train_{name}{tag}_s", time.perf_counter() - ts)
             work.store.put(f"curve-{name}{tag}", {
@@ -587,7 +565,7 @@ def _fine_tuned(
         tick()
 
     if "reformer" in names:
-        with _seeded_init(cfg.seed, "reformer" + tag):
+        with seeded_init(cfg.seed, "reformer" + tag):
             ae = build_autoencoder("cnn", ds.input_shape).to(device) \
                 if len(ds.input_shape) == 3 and ds.input_shape[1] % 2 == 0 \
                 and ds.input_shape[2] % 2 == 0 \
@@ -597,7 +575,7 @@ def _fine_tuned(
             c = train_autoencoder(m, x_tr, epochs=cfg.reformer_epochs,
                                   batch_size=cfg.batch_size, lr=cfg.lr,
                                   noise_std=cfg.reformer_noise,
-                                  generator=_generator(cfg.seed, "reformer" + tag))
+                                  generator=unit_generator(cfg.seed, "reformer" + tag))
             work.store.put("curve-reformer" + tag, {"mse": c})
         work.module("reformer-autoencoder" + tag, ae, fit_ae)
         tuned["reformer"] = ReformedClassifier(ae, u0).eval()
@@ -622,7 +600,7 @@ def _train_rounds(cfg: Paper2Config, work: _Work, u0: nn.Module, x_tr: torch.Ten
                                    lr=cfg.lr),
                 warm_start=cfg.warm_start, with_clean=cfg.with_clean,
                 make_model=lambda: work.new_classifier(f"u{k}"),
-                generator=_generator(cfg.seed, f"u{k}"),
+                generator=unit_generator(cfg.seed, f"u{k}"),
             )
 
         cm_models.append(work.classifier(f"u{k}", make_round))
@@ -638,7 +616,7 @@ def _compare_base(cfg: Paper2Config, work: _Work, arch: str, x_tr: torch.Tensor,
         m = work.new_classifier(f"u0-{arch}", arch)
         train(m, x_tr, y_tr, TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size,
                                          lr=cfg.lr),
-              generator=_generator(cfg.seed, f"u0-{arch}"))
+              generator=unit_generator(cfg.seed, f"u0-{arch}"))
         return m
     if distributed.is_main():
         base = work.classifier(f"u0-{arch}", make_u0, arch)
@@ -733,17 +711,17 @@ def _evaluate(
             elif attack == "FGSM-curr":
                 x_adv = _batched(lambda xb, yb: fgm(model, xb, yb, budget, "inf"), x_te, y_te)
             elif attack == "PGD":
-                g = _generator(cfg.seed, f"pgd-{d}{tag}", x_te.device)
+                g = unit_generator(cfg.seed, f"pgd-{d}{tag}", x_te.device)
                 x_adv = _batched(
                     lambda xb, yb: pgd(model, xb, yb, budget, "inf", steps=cfg.pgd_steps,
                                        generator=g), x_te, y_te)
             elif attack == "APGD":
-                g = _generator(cfg.seed, f"apgd-{d}{tag}", x_te.device)
+                g = unit_generator(cfg.seed, f"apgd-{d}{tag}", x_te.device)
                 x_adv = _batched(
                     lambda xb, yb: apgd(model, xb, yb, budget, "inf", steps=cfg.apgd_steps,
                                         generator=g), x_te, y_te)
             elif attack == "Square":
-                g = _generator(cfg.seed, f"square-{d}{tag}", x_te.device)
+                g = unit_generator(cfg.seed, f"square-{d}{tag}", x_te.device)
                 x_adv = _batched(
                     lambda xb, yb: square(model, xb, yb, budget, "inf",
                                           queries=cfg.square_queries, generator=g), x_te, y_te)
@@ -758,7 +736,7 @@ def _evaluate(
                                      model(zb), yb, reduction="none"), x_adv, y_te).mean())}
             else:
                 kind = "mlp" if attack == "AttNet-MLP" else "cnn"
-                with _seeded_init(cfg.seed, f"{attack}-{d}-{r}{tag}"):
+                with seeded_init(cfg.seed, f"{attack}-{d}-{r}{tag}"):
                     net = build_attnet(kind, x_te.shape[1:], **(
                         {"hidden": cfg.attnet_hidden} if kind == "mlp" else {}))
                 net = net.to(x_te.device)
@@ -766,7 +744,7 @@ def _evaluate(
                                  batch_size=cfg.batch_size, lr=cfg.attnet_lr,
                                  objective=cfg.attnet_objective,
                                  kappa=cfg.attnet_kappa,
-                                 generator=_generator(cfg.seed, f"{attack}-{d}-{r}{tag}"))
+                                 generator=unit_generator(cfg.seed, f"{attack}-{d}-{r}{tag}"))
                 x_adv = attnet_examples(net, x_te, budget)
                 extra = {"train_objective": h.loss, "train_error": h.error,
                          "saturation": attnet_saturation(net, x_te)}

@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -65,8 +63,9 @@ from advgame.game.strategies import (
     MixedDefense,
     TransferAttack,
     train_against_mixture,
-    unit_generator,
 )
+from advgame.rng import unit_generator
+from advgame.storage import digest
 from advgame.threat import parse_norm
 from advgame.validate import check_nonnegative, check_positive_int
 
@@ -147,8 +146,7 @@ class OracleCall:
 
 
 def _mixture_hash(payload: Any) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:10]
+    return digest(payload)
 
 
 class GameOracles:

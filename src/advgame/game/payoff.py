@@ -20,7 +20,7 @@ flags (:func:`worst_case`; AutoAttack's worst case):
 
 Every cell is computed once: :class:`CellEvaluator` looks a cell up in a ``store`` (any
 object with ``get(key)`` / ``put(key, value)``, e.g.
-:class:`advgame.experiments.common.UnitStore`) under a key made of both strategies' config
+:class:`advgame.experiments.runtime.UnitStore`) under a key made of both strategies' config
 hashes, and computes and stores it only when absent, so an interrupted computation
 resumes. Each cell draws from its own generator (seeded by the run seed and the cell key),
 so a resumed run gives the same matrix as an uninterrupted one.
@@ -62,8 +62,8 @@ from advgame.game.strategies import (
     Defense,
     GradientAttack,
     MixedDefense,
-    unit_generator,
 )
+from advgame.rng import unit_generator
 from advgame.validate import check_images, check_labels
 
 __all__ = [

@@ -38,12 +38,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import importlib.util
 import inspect
-import json
 import math
-import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -61,6 +58,8 @@ from advgame.defenses.transforms import ReformedClassifier, build_autoencoder, t
 from advgame.errors import InputError
 from advgame.models import TrainConfig, build_model, train
 from advgame.models import predict as model_predict
+from advgame.rng import init_parameters, unit_generator
+from advgame.storage import digest
 from advgame.threat import Norm, clip_box, parse_norm, project
 from advgame.validate import check_nonnegative, check_positive_int
 
@@ -86,66 +85,12 @@ __all__ = [
     "build_attackers",
     "build_defenders",
     "fit_in_memory",
-    "init_parameters",
     "library_available",
     "parse_strategies",
     "train_against_mixture",
-    "unit_generator",
-    "unit_seed",
 ]
 
-# ----------------------------------------------------------------------------- randomness
-
-
-def unit_seed(seed: int, key: str) -> int:
-    """A seed per unit of work: ``(seed * 1_000_003 + crc32(key)) mod 2^62``.
-
-    Every unit (a cell, a trained model) draws from its own generator, so a resumed run
-    reproduces an uninterrupted one whatever was already stored.
-
-    Example:
-        >>> unit_seed(0, "a") == unit_seed(0, "a") != unit_seed(1, "a")
-        True
-    """
-    return (int(seed) * 1_000_003 + zlib.crc32(key.encode())) % (2 ** 62)
-
-
-def unit_generator(seed: int, key: str, device: torch.device | str | None = None
-                   ) -> torch.Generator:
-    """A fresh generator on ``device`` (default CPU) seeded by :func:`unit_seed`.
-
-    Example:
-        >>> a = torch.rand(2, generator=unit_generator(0, "k"))
-        >>> bool((a == torch.rand(2, generator=unit_generator(0, "k"))).all())
-        True
-    """
-    dev = torch.device("cpu" if device is None else device)
-    g = torch.Generator(device=dev) if dev.type != "cpu" else torch.Generator()
-    return g.manual_seed(unit_seed(seed, key))
-
-
-def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
-    """Re-initialize every Linear / Conv layer as PyTorch does by default, from ``generator``.
-
-    Weights ~ kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and
-    biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); the generator must live on the
-    parameters' device (build on the CPU, initialize, then move). Returns ``module``.
-
-    Example:
-        >>> a = init_parameters(nn.Linear(3, 2), torch.Generator().manual_seed(0))
-        >>> b = init_parameters(nn.Linear(3, 2), torch.Generator().manual_seed(0))
-        >>> bool((a.weight == b.weight).all())
-        True
-    """
-    with torch.no_grad():
-        for m in module.modules():
-            if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-                if m.bias is not None:
-                    fan_in, _ = nn.init._calculate_fan_in_and_fan_out(m.weight)
-                    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                    m.bias.uniform_(-bound, bound, generator=generator)
-    return module
+# ----------------------------------------------------------------------------- helpers
 
 
 def _freeze(module: nn.Module) -> nn.Module:
@@ -660,8 +605,7 @@ def spec_key(spec: StrategySpec, dependency_keys: Sequence[str] = ()) -> str:
         >>> spec_key(CleanSpec(name="clean")).startswith("clean-")
         True
     """
-    text = json.dumps([spec.as_dict(), list(dependency_keys)], sort_keys=True, default=str)
-    return f"{spec.name}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+    return f"{spec.name}-{digest([spec.as_dict(), list(dependency_keys)])}"
 
 
 # ----------------------------------------------------------------------------- defenses
@@ -863,7 +807,7 @@ class MixedDefense(Defense):
         self.register_buffer("probs", (p[keep] / p[keep].sum()).clamp_min(0))
         if key is None:  # the same mixture of the same strategies has the same key
             mix = sorted((components[i].key, round(float(p[i]), 9)) for i in keep)
-            self.key = "mix-" + hashlib.sha256(json.dumps(mix).encode()).hexdigest()[:10]
+            self.key = "mix-" + digest(mix)
 
     @property
     def components(self) -> list[Defense]:

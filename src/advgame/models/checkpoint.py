@@ -9,10 +9,8 @@ It is written atomically (temporary file, then rename) and read with
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from torch import nn
 
 from advgame.errors import InputError
 from advgame.models.architectures import build_model
+from advgame.storage import atomic_write
 
 FORMAT = "advgame-checkpoint-v1"
 
@@ -52,17 +51,7 @@ def save_checkpoint(
 def atomic_torch_save(path: str | Path, payload: Any) -> Path:
     """``torch.save`` to a temporary file in the same directory, then rename: a reader
     never sees a half-written file, even if the process is killed."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(

@@ -25,14 +25,6 @@ import torch
 
 from advgame.data import Dataset
 from advgame.experiments.classifier import base_results, finish, load_data
-from advgame.experiments.common import (
-    Progress,
-    UnitStore,
-    config_digest,
-    no_progress,
-    seed_generators,
-    sharded_units,
-)
 from advgame.experiments.paper1 import outputs
 from advgame.experiments.paper1.config import QUICK, Paper1Config
 from advgame.experiments.paper1.stages import (
@@ -44,6 +36,14 @@ from advgame.experiments.paper1.stages import (
     sweep_point,
     table1,
     v_star,
+)
+from advgame.experiments.runtime import (
+    Progress,
+    UnitStore,
+    config_digest,
+    no_progress,
+    seed_generators,
+    sharded_units,
 )
 from advgame.threat import parse_norm
 

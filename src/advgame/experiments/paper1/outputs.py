@@ -343,7 +343,7 @@ def diagnostics_outputs(cfg: Paper1Config, res: dict[str, Any], diag: list[dict[
 
 def certification_outputs(cfg: Paper1Config, res: dict[str, Any], cert: dict[str, Any],
                           out: Path) -> None:
-    from advgame.experiments.common import certification_figure
+    from advgame.experiments.certify import certification_figure
 
     radius = np.array(cert["radius"])
     correct = np.array(cert["correct"], dtype=bool)

@@ -26,8 +26,8 @@ from advgame.defenses.additive import max_feasible_shift
 from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter, Preprocessed
 from advgame.evaluation import evaluate as evaluate_robustness
 from advgame.experiments.classifier import eval_subset, obtain_model, obtain_model_once
-from advgame.experiments.common import Progress
 from advgame.experiments.paper1.config import Paper1Config
+from advgame.experiments.runtime import Progress
 from advgame.experiments.s1_eval import (
     Defense,
     adaptive_model,

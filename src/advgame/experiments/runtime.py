@@ -1,4 +1,7 @@
-"""What every experiment shares: config loading, run metadata, atomic result files.
+"""The one experiment runtime: config loading and digests, run metadata, the output
+directory, the unit store and its sharding over torchrun ranks.
+
+Unit seeds come from :mod:`advgame.rng`, atomic files from :mod:`advgame.storage`.
 
 Only ``experiments`` and ``cli`` touch files. A run directory holds ``results.json``
 (written atomically), figures, and ``units/`` where finished units of work are stored one
@@ -13,7 +16,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import tempfile
 import tomllib
 import types
 import typing
@@ -26,6 +28,7 @@ import torch
 
 import advgame
 from advgame.errors import InputError
+from advgame.storage import atomic_write_json, digest, to_jsonable
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -37,49 +40,6 @@ Progress = Callable[..., Iterable[Any]]
 def no_progress(it: Iterable[T], desc: str = "", total: int | None = None) -> Iterable[T]:
     """The default progress wrapper: yields the items unchanged."""
     return it
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace`` (never half-written)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix="." + p.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert tensors, arrays, dataclasses, tuples and paths to JSON types (NaN -> None)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
-        return to_jsonable(obj.detach().cpu().tolist())
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return to_jsonable(obj.item())
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Atomically write ``obj`` as indented JSON."""
-    return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def versions() -> dict[str, str]:
@@ -307,10 +267,7 @@ def output_directory(out: str | Path) -> Iterator[Path]:
 
 def config_digest(cfg: Any) -> str:
     """A short stable hash of a config dataclass (its JSON form)."""
-    import hashlib
-
-    text = json.dumps(to_jsonable(cfg), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return digest(to_jsonable(cfg), 12)
 
 
 class UnitStore:
@@ -392,18 +349,3 @@ def seed_generators(seed: int, device: torch.device) -> tuple[torch.Generator, t
         torch.Generator().manual_seed(seed + 1)
     )
     return cpu, dev
-
-
-def certification_figure(path: Path, radius: np.ndarray, correct: np.ndarray, *, sigma: float,
-                         n: int, alpha: float, title: str) -> float:
-    """The certified-accuracy curve of Gaussian smoothing at ``sigma`` with its radius
-    ceiling ``sigma * Phi^-1(alpha^(1/n))`` drawn and named; returns the ceiling."""
-    from advgame import plots
-    from advgame.smoothing import radius_ceiling
-
-    ceiling = radius_ceiling(sigma, n, alpha)
-    plots.certified_accuracy_vs_radius(
-        path, radius, correct, label=f"Gaussian smoothing σ = {sigma:g}", title=title,
-        ceiling=ceiling, ceiling_label=f"largest radius n = {n:,} samples can certify: "
-                                       f"σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}")
-    return ceiling
