@@ -209,7 +209,8 @@ def test_strong_attack_kinds_in_the_game() -> None:
     AutoAttack is at least as strong as APGD-CE alone on every point."""
     import torch
 
-    from advgame.game.strategies import BuildContext, build_attackers, parse_strategies
+    from advgame.game.build import BuildContext, build_attackers
+    from advgame.game.specs import parse_strategies
     from advgame.models import build_model
 
     torch.manual_seed(0)

@@ -12,9 +12,18 @@ import pytest
 import torch
 from torch import nn
 
+from advgame.attacks.strategy import Attack, AttNetAttack, GradientAttack, TransferAttack
+from advgame.defenses.base import (
+    ClassifierDefense,
+    Defense,
+    ExpectedMixture,
+    MixedDefense,
+    SmoothingDefense,
+)
 from advgame.errors import InputError
 from advgame.experiments.runtime import UnitStore
 from advgame.game import exploitability, solve_zero_sum
+from advgame.game.build import BuildContext, Fit, build_attackers, build_defenders, fit_in_memory
 from advgame.game.oracle import GameOracles, OracleConfig, run_double_oracle
 from advgame.game.payoff import (
     CellEvaluator,
@@ -26,23 +35,7 @@ from advgame.game.payoff import (
     worst_case,
     worst_case_accuracy,
 )
-from advgame.game.strategies import (
-    Attack,
-    AttNetAttack,
-    BuildContext,
-    ClassifierDefense,
-    Defense,
-    ExpectedMixture,
-    Fit,
-    GradientAttack,
-    MixedDefense,
-    SmoothingDefense,
-    TransferAttack,
-    build_attackers,
-    build_defenders,
-    fit_in_memory,
-    parse_strategies,
-)
+from advgame.game.specs import parse_strategies
 from advgame.models import TrainConfig, build_model, train
 from advgame.rng import init_parameters, unit_generator
 

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from advgame.defenses.base import MixedDefense
 from advgame.errors import InputError
 from advgame.experiments.classifier import (
     ModelConfig,
@@ -57,6 +58,7 @@ from advgame.game import (
     regret_matching_equilibrium,
     solve_zero_sum,
 )
+from advgame.game.build import BuildContext, build_attackers, build_defenders
 from advgame.game.oracle import GameOracles, OracleConfig, run_double_oracle
 from advgame.game.payoff import (
     CellEvaluator,
@@ -65,14 +67,7 @@ from advgame.game.payoff import (
     compute_payoff,
     evaluate_mixed_defense,
 )
-from advgame.game.strategies import (
-    AttNetSpec,
-    BuildContext,
-    MixedDefense,
-    build_attackers,
-    build_defenders,
-    parse_strategies,
-)
+from advgame.game.specs import AttNetSpec, parse_strategies
 from advgame.models import TrainConfig, load_checkpoint
 from advgame.models.checkpoint import atomic_torch_save
 from advgame.storage import digest
@@ -115,7 +110,7 @@ class GameConfig(ModelConfig):
     Attributes:
         defenders, attackers: strategy tables (TOML ``[[defenders]]`` / ``[[attackers]]``
             with ``name``, ``kind`` and the kind's fields; see
-            :mod:`advgame.game.strategies`).
+            :mod:`advgame.game.specs`).
         n_test: test examples (None = all).
         defense_epochs: epochs of trained defenders and surrogates (None = ``epochs``).
         attnet_epochs, attnet_train_size: override every AttNet strategy's epochs and

@@ -5,13 +5,13 @@ responses. Here the strategies are real defenses and attacks (strategy *names*, 
 through :class:`GameOracles`), and the oracles train new ones:
 
 - **attacker oracle** (best response to the defender's mixture p): the mixture is deployed
-  as :class:`~advgame.game.strategies.MixedDefense`; a new AttNet is trained to maximize
+  as :class:`~advgame.defenses.MixedDefense`; a new AttNet is trained to maximize
   the cross-entropy of its expectation log sum_i p_i softmax(f_i(x)) on the training data
   (``attacker="attnet"``, a fixed map afterwards), or PGD is run against that expectation
   (``attacker="pgd"``, a transfer attack with the mixture as surrogate);
 - **defender oracle** (best response to the attacker's mixture q): a new classifier is
   adversarially trained, each batch perturbed by one attacker strategy drawn from q
-  (:func:`~advgame.game.strategies.train_against_mixture`; adaptive attacks computed
+  (:func:`~advgame.game.build.train_against_mixture`; adaptive attacks computed
   against the model being trained, an adaptive AttNet following it online).
 
 Trained oracles are approximate. Each oracle therefore returns the better of its new
@@ -26,7 +26,9 @@ Example:
     >>> import torch
     >>> from torch import nn
     >>> from advgame.game.payoff import CellEvaluator
-    >>> from advgame.game.strategies import BuildContext, ClassifierDefense, GradientAttack
+    >>> from advgame.attacks.strategy import GradientAttack
+    >>> from advgame.defenses.base import ClassifierDefense
+    >>> from advgame.game.build import BuildContext
     >>> x, y = torch.rand(40, 1, 2, 2), torch.randint(0, 2, (40,))
     >>> f = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     >>> ctx = BuildContext(x, y, 2, f, arch="linear")
@@ -50,20 +52,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from advgame.attacks.learned import train_attnet
+from advgame.attacks.strategy import Attack, AttNetAttack, GradientAttack, TransferAttack
+from advgame.defenses.base import ClassifierDefense, Defense, MixedDefense
 from advgame.errors import InputError
+from advgame.game.build import BuildContext, train_against_mixture
 from advgame.game.double_oracle import DoubleOracleIteration, DoubleOracleResult, double_oracle
 from advgame.game.payoff import CellEvaluator
-from advgame.game.strategies import (
-    Attack,
-    AttNetAttack,
-    BuildContext,
-    ClassifierDefense,
-    Defense,
-    GradientAttack,
-    MixedDefense,
-    TransferAttack,
-    train_against_mixture,
-)
 from advgame.rng import unit_generator
 from advgame.storage import digest
 from advgame.threat import parse_norm
@@ -157,7 +151,7 @@ class GameOracles:
         attacks: the initial attacker strategies {name: Attack} (restricted columns).
         evaluator: computes (and stores) the payoff cells on the test set.
         ctx: training data, clean classifier, model fitting (see
-            :class:`~advgame.game.strategies.BuildContext`).
+            :class:`~advgame.game.build.BuildContext`).
         config: :class:`OracleConfig`.
 
     The methods :meth:`payoff`, :meth:`defender_oracle` and :meth:`attacker_oracle` are the

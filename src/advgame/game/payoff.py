@@ -25,7 +25,7 @@ hashes, and computes and stores it only when absent, so an interrupted computati
 resumes. Each cell draws from its own generator (seeded by the run seed and the cell key),
 so a resumed run gives the same matrix as an uninterrupted one.
 
-A mixed defense p is deployed as :class:`advgame.game.strategies.MixedDefense`;
+A mixed defense p is deployed as :class:`advgame.defenses.MixedDefense`;
 :func:`evaluate_mixed_defense` measures it three ways: the expected payoff p^T A[:, j]; the
 deployed module answering with one component per query (for adaptive attacks the attacker
 sees the drawn component: the game's semantics); and an adaptive attacker who does not see
@@ -35,7 +35,8 @@ attacker differentiating the deployed module (one random component per forward p
 Example:
     >>> import torch
     >>> from torch import nn
-    >>> from advgame.game.strategies import ClassifierDefense, GradientAttack
+    >>> from advgame.attacks.strategy import GradientAttack
+    >>> from advgame.defenses.base import ClassifierDefense
     >>> f = ClassifierDefense("f", nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
     >>> x, y = torch.rand(10, 1, 2, 2), torch.randint(0, 2, (10,))
     >>> m = compute_payoff({"f": f}, {"FGSM": GradientAttack("FGSM", "fgm", 0.1)}, x, y)
@@ -56,13 +57,9 @@ import numpy as np
 import torch
 
 from advgame import distributed
+from advgame.attacks.strategy import Attack, GradientAttack
+from advgame.defenses.base import Defense, MixedDefense
 from advgame.errors import InputError
-from advgame.game.strategies import (
-    Attack,
-    Defense,
-    GradientAttack,
-    MixedDefense,
-)
 from advgame.rng import unit_generator
 from advgame.validate import check_images, check_labels
 
@@ -198,7 +195,8 @@ class CellEvaluator:
 
     Example:
         >>> from torch import nn
-        >>> from advgame.game.strategies import ClassifierDefense, GradientAttack
+        >>> from advgame.attacks.strategy import GradientAttack
+        >>> from advgame.defenses.base import ClassifierDefense
         >>> ev = CellEvaluator(torch.rand(6, 1, 2, 2), torch.randint(0, 2, (6,)))
         >>> d = ClassifierDefense("f", nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
         >>> a = GradientAttack("FGSM", "fgm", 0.1)
@@ -344,7 +342,8 @@ def compute_payoff(
 
     Example:
         >>> from torch import nn
-        >>> from advgame.game.strategies import ClassifierDefense, GradientAttack
+        >>> from advgame.attacks.strategy import GradientAttack
+        >>> from advgame.defenses.base import ClassifierDefense
         >>> f = ClassifierDefense("f", nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
         >>> atk = {e: GradientAttack(e, "fgm", float(e)) for e in ("0.0", "0.5")}
         >>> m = compute_payoff({"f": f}, atk, torch.rand(8, 1, 2, 2), torch.zeros(8).long())
@@ -419,7 +418,8 @@ def evaluate_mixed_defense(
 
     Example:
         >>> from torch import nn
-        >>> from advgame.game.strategies import ClassifierDefense, GradientAttack
+        >>> from advgame.attacks.strategy import GradientAttack
+        >>> from advgame.defenses.base import ClassifierDefense
         >>> x, y = torch.rand(50, 1, 2, 2), torch.randint(0, 2, (50,))
         >>> ds = {n: ClassifierDefense(n, nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
         ...       for n in ("f", "g")}

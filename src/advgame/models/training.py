@@ -164,3 +164,17 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> float:
     """Fraction of x classified as y."""
     return float((predict(model, x, batch_size) == y).float().mean())
+
+
+def frozen(model: nn.Module) -> nn.Module:
+    """``model`` in eval mode with ``requires_grad`` off for every parameter (a fixed
+    player of a game: attacked, never trained). Returns ``model``.
+
+    Example:
+        >>> m = frozen(nn.Linear(2, 1))
+        >>> m.training, any(p.requires_grad for p in m.parameters())
+        (False, False)
+    """
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
