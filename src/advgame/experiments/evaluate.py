@@ -185,34 +185,3 @@ def _outputs(cfg: EvaluateConfig, res: dict[str, Any], results: list[dict[str, A
 def _shallow(r: dict[str, Any]) -> Evaluation:
     return Evaluation(r["eps"], r["norm"], r["n"], r["clean_accuracy"], r["robust_accuracy"],
                       r["per_attack"], torch.tensor(r["robust"]), torch.zeros(0), (), ())
-
-
-def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_command: Any,
-                 common_args: Any) -> None:
-    """Add ``advgame evaluate`` (called by ``advgame.cli``)."""
-
-    def add(sub: Any, name: str) -> None:
-        from advgame.cli import _data_args, _floats, _model_args
-
-        p = sub.add_parser(name, help="robust accuracy to the AutoAttack standard, with "
-                                      "gradient-masking checks")
-        common_args(p, "runs/evaluate")
-        _data_args(p)
-        _model_args(p)
-        p.add_argument("--model", default=None, help="checkpoint (default: train one first)")
-        p.add_argument("--norm", default=None, help="threat model norm: 2 or inf")
-        p.add_argument("--eps", type=_floats, nargs="+", default=None,
-                       help="attack budgets, pixel units of [0, 1] images")
-        p.add_argument("--attacks", default=None,
-                       help="standard, plus, rand, or attack names joined by commas "
-                            "(apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, pgd, fgm, cw)")
-        p.add_argument("--n-test", dest="n_test", type=int, default=None,
-                       help="test points evaluated, a seeded stratified sample")
-        p.add_argument("--no-checks", dest="checks", action="store_const", const=False,
-                       default=None, help="skip the gradient-masking checks' extra attacks")
-
-    def run(args: Any) -> Any:
-        return run_config_command(args, EvaluateConfig, run_evaluate, QUICK)
-
-    extra["evaluate"] = add
-    runners["evaluate"] = run

@@ -799,40 +799,5 @@ def _figures(out: Path, res: dict[str, Any], matrix: PayoffMatrix, game: dict[st
                                       "its equilibrium."})
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_command: Any,
-                 common_args: Any) -> None:
-    """Add ``advgame game`` to the command line (called by ``advgame.cli``)."""
-
-    def add(sub: Any, name: str) -> None:
-        from argparse import BooleanOptionalAction
-
-        from advgame.cli import _data_args, _floats, _model_args
-
-        p = sub.add_parser(name, help="the empirical game over configured strategies: payoff "
-                           "matrix, equilibrium, mixed defense, double oracle")
-        common_args(p, "runs/game")
-        _data_args(p)
-        _model_args(p)
-        p.add_argument("--n-test", dest="n_test", type=int, default=None)
-        p.add_argument("--defense-epochs", dest="defense_epochs", type=int, default=None,
-                       help="epochs of trained defenders (default --epochs)")
-        p.add_argument("--double-oracle", dest="double_oracle", action=BooleanOptionalAction,
-                       default=None, help="run the double oracle (default on)")
-        p.add_argument("--do-attacker", dest="do_attacker", default=None,
-                       help="attacker oracle: attnet (default) or pgd")
-        p.add_argument("--do-eps", dest="do_eps", type=_floats, default=None)
-        p.add_argument("--do-tol", dest="do_tol", type=_floats, default=None)
-        p.add_argument("--do-max-iters", dest="do_max_iters", type=int, default=None)
-
-    def run(args: Any) -> Any:
-        return run_config_command(args, GameConfig, run_game, QUICK)
-
-    extra["game"] = add
-    runners["game"] = run
-
-
-__all__ = ["DEFAULT_ATTACKERS", "DEFAULT_DEFENDERS", "GameConfig", "QUICK", "register_cli",
+__all__ = ["DEFAULT_ATTACKERS", "DEFAULT_DEFENDERS", "GameConfig", "QUICK",
            "run_game"]

@@ -47,7 +47,7 @@ from advgame.experiments.runtime import (
 )
 from advgame.threat import parse_norm
 
-__all__ = ["QUICK", "Paper1Config", "register_cli", "run_paper1", "run_paper1_with_model"]
+__all__ = ["QUICK", "Paper1Config", "run_paper1", "run_paper1_with_model"]
 
 
 def _pairs(cfg: Paper1Config, classes_available: tuple[int, ...]) -> list[tuple[int, int]]:
@@ -202,66 +202,6 @@ def _other_pairs(cfg: Paper1Config, out: Path,
             return pair_summary(sub, g, info["clean_accuracy"], eps_a, eps_d, gen)
         jobs.append((f"pair-{name}-{p[0]}-{p[1]}-{eps_a}-{eps_d}", compute))
     return jobs
-
-
-# ---------------------------------------------------------------------------- CLI
-
-
-def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_command: Any,
-                 common_args: Any) -> None:
-    """Add ``advgame paper1`` to the command line (called by ``advgame.cli``)."""
-
-    def add(sub: Any, name: str) -> None:
-        from advgame.cli import _data_args, _floats, _model_args
-
-        p = sub.add_parser(name, help="S1: the additive game paper, end to end")
-        common_args(p, "runs/paper1")
-        _data_args(p)
-        _model_args(p)
-        p.add_argument("--model", default=None, help="two-class checkpoint to load")
-        p.add_argument("--eps-a", dest="eps_a", type=_floats, nargs="+", default=None,
-                       help="attacker budgets of Table 1 (default 0.1 0.2)")
-        p.add_argument("--eps-d", dest="eps_d", type=_floats, nargs="+", default=None,
-                       help="defender budgets of Table 1 (default 0.1)")
-        p.add_argument("--norm", default=None, help="sets both --norm-a and --norm-d")
-        p.add_argument("--norm-a", dest="norm_a", default=None, help="2 or inf (default inf)")
-        p.add_argument("--norm-d", dest="norm_d", default=None, help="2 or inf (default inf)")
-        p.add_argument("--objective", default=None,
-                       help="game v_n is solved for outside Table 1: box (default, attacks "
-                            "clipped to [0, 1]) or free (the paper's unbounded model)")
-        p.add_argument("--clip-defense", dest="clip_defense", action="store_const",
-                       const=True, default=None,
-                       help="evaluate shifts on clip(x + delta + v, 0, 1)")
-        p.add_argument("--max-clean-drop", dest="max_clean_drop", type=_floats, default=None,
-                       help="clean constraint of the constrained v_n, a fraction "
-                            "(default 0.01 = one point)")
-        p.add_argument("--sigma", type=float, default=None,
-                       help="Gaussian smoothing sigma (default 0.25)")
-        p.add_argument("--solver", default=None, help="auto (default), exact or fast")
-        p.add_argument("--n-test", dest="n_test", type=int, default=None,
-                       help="stratified sample of test points (default: all)")
-        p.add_argument("--fashion-dir", dest="fashion_dir", default=None,
-                       help="Fashion-MNIST IDX directory: adds its pairs")
-        p.add_argument("--cifar-dir", dest="cifar_dir", default=None,
-                       help="cifar-10-batches-py directory: adds CIFAR-2 pairs")
-        p.add_argument("--no-pairs", dest="pairs", action="store_const", const="none",
-                       default=None, help="skip the summary over other pairs")
-
-    def run(args: Any) -> Any:
-        if args.norm is not None:
-            args.norm_a = args.norm_a or args.norm
-            args.norm_d = args.norm_d or args.norm
-        model = args.model
-
-        def runner(cfg: Paper1Config, out: Path, device: torch.device,
-                   progress: Progress) -> dict[str, Any]:
-            if model is not None:
-                return run_paper1_with_model(cfg, out, device, model, progress)
-            return run_paper1(cfg, out, device, progress)
-        return run_config_command(args, Paper1Config, runner, QUICK)
-
-    extra["paper1"] = add
-    runners["paper1"] = run
 
 
 def run_paper1_with_model(cfg: Paper1Config, out: Path, device: torch.device, model: str,

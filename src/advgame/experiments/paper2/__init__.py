@@ -74,7 +74,7 @@ from advgame.experiments.paper2.work import _Work
 from advgame.experiments.runtime import Progress, no_progress
 from advgame.rng import unit_generator
 
-__all__ = ["DEFENSES", "QUICK", "SWEEP_DEFENSES", "Paper2Config", "register_cli", "run_paper2"]
+__all__ = ["DEFENSES", "QUICK", "SWEEP_DEFENSES", "Paper2Config", "run_paper2"]
 
 # --------------------------------------------------------------------------- the run
 
@@ -168,72 +168,3 @@ def run_paper2(
 
 
 # --------------------------------------------------------------------------- CLI
-
-
-def register_cli(extra: dict[str, Any], runners: dict[str, Any], run_config_command: Any,
-                 common_args: Any) -> None:
-    """Add ``advgame paper2`` to the command line (called by ``advgame.cli``)."""
-
-    def add(sub: Any, name: str) -> None:
-        from argparse import BooleanOptionalAction
-
-        from advgame.cli import _data_args, _floats, _model_args
-
-        p = sub.add_parser(name, help="S2: cat-and-mouse, Sens-FGSM, minimax/maximin, "
-                           "cross-evaluation of defenses and attacks")
-        common_args(p, "runs/paper2")
-        _data_args(p)
-        _model_args(p)
-        p.add_argument("--eta", type=_floats, default=None,
-                       help="L-inf budget of the cat-and-mouse and the main table")
-        p.add_argument("--rounds", type=int, default=None,
-                       help="cat-and-mouse rounds K")
-        p.add_argument("--etas", nargs="+", type=_floats, default=None,
-                       help="budgets of the eta table")
-        p.add_argument("--compare-archs", dest="compare_archs", nargs="*", default=None,
-                       help="other classifiers the eta table also runs with (give the "
-                            "flag alone for none)")
-        p.add_argument("--heatmap-rounds", dest="heatmap_rounds", type=int, default=None,
-                       help="rounds in the E[k][j] matrix")
-        p.add_argument("--table-rounds", dest="table_rounds", type=int, default=None,
-                       help="u_1..u_N (and u_K) in the defense x attack table")
-        p.add_argument("--round-epochs", dest="round_epochs", type=int, default=None)
-        p.add_argument("--warm-start", dest="warm_start", action=BooleanOptionalAction,
-                       default=None, help="u_k starts from u_(k-1) (default) or from scratch")
-        p.add_argument("--with-clean", dest="with_clean", action=BooleanOptionalAction,
-                       default=None, help="u_k also trains on clean data")
-        p.add_argument("--sens-epochs", dest="sens_epochs", type=int, default=None)
-        p.add_argument("--sens-surrogate", dest="sens_surrogate", default=None,
-                       help="tanh (default) or normalized")
-        p.add_argument("--sens-scale", dest="sens_scale", default=None,
-                       help="gradient scale of the tanh surrogate: example (default) or batch")
-        p.add_argument("--sens-detach-scale", dest="sens_detach_scale",
-                       action=BooleanOptionalAction, default=None,
-                       help="hold the surrogate's gradient scale constant in u")
-        p.add_argument("--sens-clean-weight", dest="sens_clean_weight", type=_floats,
-                       default=None, help="weight w of the clean loss beside Sens-FGSM's "
-                       "(default 0.5; 0 = the bare objective, which leaks the label)")
-        p.add_argument("--adv-with-clean", dest="adv_with_clean",
-                       action=BooleanOptionalAction, default=None,
-                       help="online adversarial training also sees the clean batch (default)")
-        p.add_argument("--minimax-iterations", dest="minimax_iterations", type=int,
-                       default=None)
-        p.add_argument("--minimax-k", dest="minimax_k", type=int, default=None,
-                       help="follower steps per leader step")
-        p.add_argument("--minimax-rho", dest="minimax_rho", type=_floats, default=None)
-        p.add_argument("--attnet-epochs", dest="attnet_epochs", type=int, default=None)
-        p.add_argument("--attnet-restarts", dest="attnet_restarts", type=int, default=None)
-        p.add_argument("--attnet-objective", dest="attnet_objective", default=None,
-                       help="what fresh AttNets maximize: cw, ce, clamped-ce or dlr")
-        p.add_argument("--cnn-attnet-restarts", dest="cnn_attnet_restarts", type=int,
-                       default=None)
-        p.add_argument("--pgd-steps", dest="pgd_steps", type=int, default=None)
-        p.add_argument("--n-test", dest="n_test", type=int, default=None)
-        p.add_argument("--defenses", nargs="+", default=None,
-                       help="subset of: " + ", ".join(DEFENSES))
-
-    def run(args: Any) -> Any:
-        return run_config_command(args, Paper2Config, run_paper2, QUICK)
-
-    extra["paper2"] = add
-    runners["paper2"] = run

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from advgame.cli import flags
+from advgame.cli.flags import floats as _floats
 from advgame.errors import InputError
 
 
@@ -29,13 +31,6 @@ def _progress(it: Iterable[Any], desc: str = "", total: int | None = None) -> It
     from advgame.progress import track
 
     return track(it, desc, total)
-
-
-def _floats(s: str) -> float:
-    try:
-        return float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
 
 
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -71,7 +66,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 #: Every command: name -> (module defining its runner and config, config class, help).
 #: The top-level ``advgame --help`` is built from this table alone, without importing
-#: torch or the experiments; a command's own parser imports its module.
+#: torch or the experiments; a command's own parser imports its module. An experiment
+#: module exposes its config dataclass, ``QUICK`` (the ``--quick`` preset) and
+#: ``run_<command>(config, out, device, progress)``; its flags are in :mod:`advgame.cli.
+#: flags`. Nothing below the CLI imports it.
 COMMANDS: dict[str, tuple[str | None, str | None, str]] = {
     "train": ("advgame.experiments.classifier", "TrainRunConfig",
               "train a classifier (writes OUT/model.pt)"),
@@ -203,18 +201,15 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
             p.add_argument("--format", choices=("html", "md"), default="html",
                            help="html (default: OUT/report.html) or md (OUT/report.md)")
             continue
-        mod, cls, quick = _command_module(name)
-        if name in ("train", "attack"):
-            p = sub.add_parser(name, help=help_text)
-            _common(p, f"runs/{name}")
-            _data_args(p)
-            _model_args(p)
-            if name == "attack":
-                _attack_args(p)
-        else:
-            mod.register_cli(_EXTRA_COMMANDS, _RUNNERS, run_config_command, _common)
-            _EXTRA_COMMANDS[name](sub, name)
-            p = sub.choices[name]
+        _, cls, quick = _command_module(name)
+        p = sub.add_parser(name, help=help_text)
+        _common(p, f"runs/{name}")
+        _data_args(p)
+        _model_args(p)
+        if name == "attack":
+            _attack_args(p)
+        elif name != "train":
+            getattr(flags, f"{name}_flags")(p)
         document_defaults(p, cls, quick)
     return parser
 
@@ -231,11 +226,6 @@ def _attack_args(p: argparse.ArgumentParser) -> None:
                    help="PGD restarts (worst case per example; the first starts at x)")
     p.add_argument("--n-test", dest="n_test", type=int, default=None,
                    help="test points evaluated, a seeded stratified sample (default: all)")
-
-
-# Commands defined in other modules register here: name -> add_parser(sub, name).
-_EXTRA_COMMANDS: dict[str, Callable[[Any, str], None]] = {}
-_RUNNERS: dict[str, Callable[[argparse.Namespace], Any]] = {}
 
 
 _QUICK: dict[str, dict[str, Any]] = {
@@ -303,16 +293,25 @@ def _run(args: argparse.Namespace) -> None:
         print(f"advgame report: wrote {path}")
         return
     _set_threads()
-    if args.command in _RUNNERS:
-        _RUNNERS[args.command](args)
-        return
-    from advgame.experiments import classifier
+    mod, cls, quick = _command_module(args.command)
+    runner = getattr(mod, f"run_{args.command}")
+    if args.command == "paper1":
+        runner = _paper1_runner(args, mod)
+    run_config_command(args, cls, runner, quick)
 
-    if args.command == "train":
-        run_config_command(args, classifier.TrainRunConfig, classifier.run_train, _QUICK["train"])
-    elif args.command == "attack":
-        run_config_command(args, classifier.AttackRunConfig, classifier.run_attack,
-                           _QUICK["attack"])
+
+def _paper1_runner(args: argparse.Namespace, mod: Any) -> Callable[..., Any]:
+    """paper1: ``--norm`` sets both norms; ``--model`` runs on a saved two-class model."""
+    if args.norm is not None:
+        args.norm_a = args.norm_a or args.norm
+        args.norm_d = args.norm_d or args.norm
+    model = args.model
+
+    def runner(cfg: Any, out: Path, device: Any, progress: Any) -> Any:
+        if model is not None:
+            return mod.run_paper1_with_model(cfg, out, device, model, progress)
+        return mod.run_paper1(cfg, out, device, progress)
+    return runner
 
 
 def _command_in(argv: Sequence[str]) -> str | None:
