@@ -1,6 +1,7 @@
 """The empirical game between defenders (rows, maximizer) and attackers (columns).
 
-Pure solvers over payoff matrices live in :mod:`advgame.game.solvers` (numpy/scipy only)
+Pure solvers over payoff matrices live in :mod:`advgame.game.solvers` (exact, numpy/scipy
+only) and :mod:`advgame.game.dynamics` (fictitious play, regret matching)
 and the generic double oracle in :mod:`advgame.game.double_oracle`.
 
 Example:
@@ -17,19 +18,21 @@ from advgame.game.double_oracle import (
     double_oracle,
     matrix_oracles,
 )
-from advgame.game.solvers import (
+from advgame.game.dynamics import (
     ApproximateEquilibrium,
     GameIterate,
+    fictitious_play,
+    fictitious_play_equilibrium,
+    regret_matching,
+    regret_matching_equilibrium,
+)
+from advgame.game.solvers import (
     ZeroSumSolution,
     best_response_col,
     best_response_row,
     check_payoff,
     check_strategy,
     exploitability,
-    fictitious_play,
-    fictitious_play_equilibrium,
-    regret_matching,
-    regret_matching_equilibrium,
     solve_zero_sum,
 )
 
