@@ -408,7 +408,8 @@ def test_other_bad_arguments() -> None:
 
 def test_solvers_module_does_not_import_torch() -> None:
     code = (
-        "import sys; import advgame.game.solvers, advgame.game.dynamics, advgame.game.double_oracle; "
+        "import sys; import advgame.game.solvers, advgame.game.dynamics, "
+        "advgame.game.double_oracle; "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
