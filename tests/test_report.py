@@ -597,7 +597,7 @@ def test_plots_reject_bad_input_naming_the_argument(
 
 
 def test_true_and_approx_curves_share_colour_and_differ_in_dash() -> None:
-    st = plots._line_styles(["FGM true", "FGM approx", "PGD (true)", "PGD (approx)", "none"],
+    st = plots.style._line_styles(["FGM true", "FGM approx", "PGD (true)", "PGD (approx)", "none"],
                             {"none": {"color": "gray"}})
     assert st["FGM true"]["color"] == st["FGM approx"]["color"]
     assert st["PGD (true)"]["color"] == st["PGD (approx)"]["color"] != st["FGM true"]["color"]
@@ -610,7 +610,7 @@ def test_certified_curve_matches_brute_force() -> None:
     radii = np.round(rng.random(40), 2)
     radii[:3] = [np.nan, -1.0, 0.0]
     correct = rng.random(40) < 0.7
-    xs, ys = plots._certified_curve(radii, correct)
+    xs, ys = plots.curves._certified_curve(radii, correct)
     assert xs[0] == 0 and np.all(np.diff(xs) > 0)
     ok = correct & np.isfinite(radii) & (radii >= 0)
     for r in np.linspace(0, 1.1, 300):
