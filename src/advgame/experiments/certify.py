@@ -24,17 +24,13 @@ from advgame.experiments.classifier import (
     ModelConfig,
     base_results,
     data_summary,
-    eval_subset,
     evaluated,
+    evaluation_setup,
     finish,
-    load_data,
-    obtain_model_once,
     record_classifier,
 )
 from advgame.experiments.runtime import (
     Progress,
-    UnitStore,
-    config_digest,
     no_progress,
 )
 from advgame.rng import unit_generator
@@ -103,11 +99,7 @@ def certify_block(model: torch.nn.Module, x: torch.Tensor, start: int, cfg: Cert
 def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
                 progress: Progress = no_progress) -> dict[str, Any]:
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    ds = load_data(cfg)
-    model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
-    x, y = eval_subset(ds, device, cfg.n_test, cfg.seed)
-    store = UnitStore(out, config_digest(cfg))
+    ds, model, info, x, y, store = evaluation_setup(cfg, out, device, progress)
     starts = list(range(0, x.shape[0], cfg.block))
     mine = distributed.my_units(starts)
     local: dict[int, Any] = {}

@@ -407,6 +407,20 @@ def robust_flags(
     return ok
 
 
+def evaluation_setup(cfg: Any, out: Path, device: torch.device, progress: Progress
+                     ) -> tuple[Dataset, nn.Module, dict[str, Any], torch.Tensor, torch.Tensor,
+                                UnitStore]:
+    """The start of a run that evaluates one classifier (``attack``, ``certify``,
+    ``evaluate``): the output directory, the data, the model (``cfg.model`` or one trained
+    once), the seeded stratified test subset of ``cfg.n_test`` points and the unit store
+    keyed by the config's digest. Returns (ds, model, model info, x, y, store)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_data(cfg)
+    model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
+    x, y = eval_subset(ds, device, cfg.n_test, cfg.seed)
+    return ds, model, info, x, y, UnitStore(out, config_digest(cfg))
+
+
 def run_attack(
     cfg: AttackRunConfig, out: Path, device: torch.device, progress: Progress = no_progress
 ) -> dict[str, Any]:
@@ -417,11 +431,7 @@ def run_attack(
     torchrun processes: resumed and distributed runs equal one uninterrupted process.
     """
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    ds = load_data(cfg)
-    model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
-    x, y = eval_subset(ds, device, cfg.n_test, cfg.seed)
-    store = UnitStore(out, config_digest(cfg))
+    ds, model, info, x, y, store = evaluation_setup(cfg, out, device, progress)
     clean = accuracy(model, x, y)
     norm = parse_norm(cfg.norm)
     units = [(a, e, s) for a in cfg.attacks for e in cfg.eps

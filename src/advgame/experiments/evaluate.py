@@ -25,17 +25,13 @@ from advgame.experiments.classifier import (
     ModelConfig,
     base_results,
     data_summary,
-    eval_subset,
     evaluated,
+    evaluation_setup,
     finish,
-    load_data,
-    obtain_model_once,
     record_classifier,
 )
 from advgame.experiments.runtime import (
     Progress,
-    UnitStore,
-    config_digest,
     no_progress,
     sharded_units,
 )
@@ -92,11 +88,7 @@ def _as_json(ev: Evaluation) -> dict[str, Any]:
 def run_evaluate(cfg: EvaluateConfig, out: Path, device: torch.device,
                  progress: Progress = no_progress) -> dict[str, Any]:
     t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    ds = load_data(cfg)
-    model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
-    x, y = eval_subset(ds, device, cfg.n_test, cfg.seed)
-    store = UnitStore(out, config_digest(cfg))
+    ds, model, info, x, y, store = evaluation_setup(cfg, out, device, progress)
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for k, e in enumerate(cfg.eps):
         def compute(k: int = k, e: float = e) -> dict[str, Any]:
