@@ -260,7 +260,8 @@ def test_clean_weight_mixes_the_clean_loss(gen: torch.Generator) -> None:
     clean = torch.nn.functional.cross_entropy(model(x), y)
     for w in (0.25, 1.0):
         mixed = sens_fgsm_loss(model, x, y, 0.2, clean_weight=w)
-        assert float(mixed) == pytest.approx(float((1 - w) * bare + w * clean), rel=1e-6)
+        assert float(mixed.detach()) == pytest.approx(float(((1 - w) * bare + w * clean).detach()),
+                                                      rel=1e-6)
     with pytest.raises(InputError, match="clean_weight"):
         sens_fgsm_loss(model, x, y, 0.2, clean_weight=1.5)
 
