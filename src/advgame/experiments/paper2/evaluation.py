@@ -11,16 +11,13 @@ import torch
 from torch import nn
 
 from advgame import distributed
-from advgame.attacks.apgd import apgd
-from advgame.attacks.gradient import fgm, pgd
+from advgame.attacks import Attack, AttNetAttack, GradientAttack, StrongAttack
 from advgame.attacks.learned import (
-    attnet_examples,
     attnet_saturation,
     build_attnet,
     mode_fraction,
     train_attnet,
 )
-from advgame.attacks.score import square
 from advgame.defenses.training import (
     error_rate,
     fgsm_examples,
@@ -35,6 +32,33 @@ from advgame.models import (
 from advgame.rng import seeded_init, unit_generator
 
 # --------------------------------------------------------------------------- evaluation
+
+#: Columns whose attack draws random numbers: each (defense, column) cell has its generator.
+_SEEDED = ("PGD", "APGD", "Square")
+
+
+def _column_attack(cfg: Paper2Config, column: str, eps: float,
+                   game_attnets: dict[str, nn.Module], defense: str) -> Attack | None:
+    """The :class:`~advgame.attacks.Attack` behind a column of the defense x attack table,
+    or None for ``clean`` and the fresh AttNets (trained per cell in ``_evaluate``).
+
+    FGSM-curr and PGD are the gradient loop, APGD-CE and Square the strong attacks, and
+    ``AttNet-minimax`` / ``own`` the minimax games' attackers applied as fixed maps.
+    """
+    if column == "FGSM-curr":
+        return GradientAttack(column, "fgm", eps)
+    if column == "PGD":
+        return GradientAttack(column, "pgd", eps, steps=cfg.pgd_steps)
+    if column == "APGD":
+        return StrongAttack(column, eps, method="apgd", steps=cfg.apgd_steps)
+    if column == "Square":
+        return StrongAttack(column, eps, method="square", queries=cfg.square_queries)
+    if column == "AttNet-minimax":
+        return AttNetAttack(column, eps, net=game_attnets["minimax"])
+    if column == "own":
+        return AttNetAttack(column, eps, net=game_attnets[defense])
+    return None
+
 
 ATTACK_COLUMNS = ("clean", "FGSM-curr", "PGD", "APGD", "Square", "AttNet-MLP", "AttNet-CNN",
                   "AttNet-minimax", "worst case")
@@ -75,35 +99,21 @@ def _evaluate(
                     model: nn.Module = model) -> dict[str, Any]:
             ts = time.perf_counter()
             extra: dict[str, Any] = {}
+            fixed = _column_attack(cfg, attack, budget, game_attnets, d)
             if attack == "clean":
                 x_adv = x_te
-            elif attack == "FGSM-curr":
-                x_adv = _batched(lambda xb, yb: fgm(model, xb, yb, budget, "inf"), x_te, y_te)
-            elif attack == "PGD":
-                g = unit_generator(cfg.seed, f"pgd-{d}{tag}", x_te.device)
-                x_adv = _batched(
-                    lambda xb, yb: pgd(model, xb, yb, budget, "inf", steps=cfg.pgd_steps,
-                                       generator=g), x_te, y_te)
-            elif attack == "APGD":
-                g = unit_generator(cfg.seed, f"apgd-{d}{tag}", x_te.device)
-                x_adv = _batched(
-                    lambda xb, yb: apgd(model, xb, yb, budget, "inf", steps=cfg.apgd_steps,
-                                        generator=g), x_te, y_te)
-            elif attack == "Square":
-                g = unit_generator(cfg.seed, f"square-{d}{tag}", x_te.device)
-                x_adv = _batched(
-                    lambda xb, yb: square(model, xb, yb, budget, "inf",
-                                          queries=cfg.square_queries, generator=g), x_te, y_te)
-            elif attack == "AttNet-minimax":
-                x_adv = attnet_examples(game_attnets["minimax"], x_te, budget)
-            elif attack == "own":
-                x_adv = attnet_examples(game_attnets[d], x_te, budget)
-                with torch.no_grad():
-                    extra = {"saturation": attnet_saturation(game_attnets[d], x_te),
-                             "payoff": float(_batched(
-                                 lambda zb, yb: nn.functional.cross_entropy(
-                                     model(zb), yb, reduction="none"), x_adv, y_te).mean())}
-            else:
+            elif fixed is not None:
+                g = (unit_generator(cfg.seed, f"{attack.lower()}-{d}{tag}", x_te.device)
+                     if attack in _SEEDED else None)
+                x_adv = fixed.craft(model, x_te, y_te, generator=g)
+                if attack == "own":
+                    with torch.no_grad():
+                        extra = {"saturation": attnet_saturation(game_attnets[d], x_te),
+                                 "payoff": float(_batched(
+                                     lambda zb, yb: nn.functional.cross_entropy(
+                                         model(zb), yb, reduction="none"),
+                                     x_adv, y_te).mean())}
+            else:  # a fresh AttNet: the attacker's best response to the frozen defense
                 kind = "mlp" if attack == "AttNet-MLP" else "cnn"
                 with seeded_init(cfg.seed, f"{attack}-{d}-{r}{tag}"):
                     net = build_attnet(kind, x_te.shape[1:], **(
@@ -114,7 +124,7 @@ def _evaluate(
                                  objective=cfg.attnet_objective,
                                  kappa=cfg.attnet_kappa,
                                  generator=unit_generator(cfg.seed, f"{attack}-{d}-{r}{tag}"))
-                x_adv = attnet_examples(net, x_te, budget)
+                x_adv = AttNetAttack(attack, budget, net=net).craft(model, x_te, y_te)
                 extra = {"train_objective": h.loss, "train_error": h.error,
                          "saturation": attnet_saturation(net, x_te)}
             preds = predict(model, x_adv).cpu()
