@@ -95,7 +95,7 @@ def one_and_two(tmp_path: Path, command: str, config: str) -> tuple[dict, dict, 
 
 
 def test_sharded_payoff_matrix_is_identical(tmp_path: Path) -> None:
-    from tests.test_game_command import TINY
+    from tests.experiments.test_game_command import TINY
 
     a, b, _, stderr = one_and_two(tmp_path, "game", TINY)
     assert "payoff cells (rank 1)" in stderr  # the cells were split between the ranks
@@ -116,11 +116,11 @@ def untimed(value: object) -> object:
 def test_sharded_paper1_is_identical(tmp_path: Path) -> None:
     """paper1's units (tables, sweep, convergence draws, diagnostics, certification, the
     other pairs with their own models) split across 2 ranks give one process's results."""
-    from tests.test_paper1 import TINY
+    from tests.experiments.test_paper1 import TINY
 
     config = (TINY.format(dataset="digits-8x8", arch="mlp").replace("n_synthetic = 400\n", "")
               .replace('pairs = "none"', "pairs = [[2, 3], [4, 5]]\nclasses = [0, 1]")
-              + 'solver = "fast"\n')  # no wall-clock time limit (see tests/test_resume.py)
+              + 'solver = "fast"\n')  # no wall-clock limit (test_resume.py)
     a, b, two, stderr = one_and_two(tmp_path, "paper1", config)
     assert "(rank 1)" in stderr  # rank 1 computed units of its own
     assert b["data"]["world_size"] == 2 and a["data"]["world_size"] == 1
@@ -136,7 +136,7 @@ def test_sharded_paper2_is_identical(tmp_path: Path) -> None:
     """paper2 under torchrun: rank 0 trains the cat-and-mouse rounds, the other defenses and
     the eta table's cells (a second classifier included) are trained round-robin across the
     ranks, and the defense x attack cells (AttNet trainings included) are split too."""
-    from tests.test_paper2 import TINY
+    from tests.experiments.test_paper2 import TINY
 
     config = TINY.replace("compare_archs = []", 'compare_archs = ["cnn"]')
     assert config != TINY

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.test_paper1 import TINY
+from tests.experiments.test_paper1 import TINY
 
 # solver "fast": the "auto" solver also runs the MILP under a wall-clock time limit, whose
 # incumbent depends on how loaded the machine is -- two runs under load could differ (seen
