@@ -120,8 +120,8 @@ def exit_now_if_distributed(code: int) -> None:
     """End a torchrun worker at once with ``code`` (flushing stdout and stderr first) once
     it has left a multi-process group; return otherwise.
 
-    Measured (tests/experiments/test_distributed.py, 20 runs with the other core busy): in 1 of 20 runs
-    a rank that had passed the final barrier and destroyed the gloo group still aborted
+    Measured (tests/experiments/test_distributed.py, 20 runs with the other core busy): in
+    1 of 20 runs a rank that had passed the final barrier and destroyed the gloo group still aborted
     during interpreter finalization ("terminate called without an active exception",
     SIGABRT): C++ worker threads of the process group are torn down by static destructors
     while joinable. Every result is written before the barrier, so skipping finalization
