@@ -23,8 +23,10 @@ from advgame.defenses.transforms import ReformedClassifier
 from advgame.errors import InputError
 from advgame.models import predict as model_predict
 from advgame.storage import digest
+from advgame.threat import clip_box
 
 __all__ = [
+    "clip_straight_through",
     "ClassifierDefense",
     "Defense",
     "ExpectedMixture",
@@ -92,8 +94,24 @@ class ClassifierDefense(Defense):
         return self.model(x)
 
 
+def clip_straight_through(z: torch.Tensor) -> torch.Tensor:
+    """clip(z, 0, 1) forward, identity backward (BPDA with the identity, Athalye et al.
+    2018): clamp's own gradient is 0 on every pixel it clips, which would mask the gradient
+    of the pixels a shift pushes out of the box.
+
+    Example:
+        >>> z = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
+        >>> out = clip_straight_through(z); out.sum().backward()
+        >>> out.tolist(), z.grad.tolist()
+        ([0.0, 0.5, 1.0], [1.0, 1.0, 1.0])
+    """
+    return z + (clip_box(z) - z).detach()
+
+
 class ShiftDefense(Defense):
-    """An additive shift: scores = model(x + v), v shaped like one input (not clipped).
+    """An additive shift: scores = model(x + v), v shaped like one input; with ``clip``,
+    model(clip(x + v, 0, 1)), the clip differentiated straight through
+    (:func:`clip_straight_through`).
 
     Example:
         >>> d = ShiftDefense("s", nn.Flatten(), torch.full((1, 2), 0.5))
@@ -102,14 +120,16 @@ class ShiftDefense(Defense):
     """
 
     def __init__(self, name: str, model: nn.Module, v: torch.Tensor,
-                 key: str | None = None) -> None:
+                 key: str | None = None, *, clip: bool = False) -> None:
         super().__init__(name, key)
         self.model = model
+        self.clip = clip
         self.v: torch.Tensor
         self.register_buffer("v", v.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x + self.v)
+        z = x + self.v
+        return self.model(clip_straight_through(z) if self.clip else z)
 
 
 class SmoothingDefense(Defense):

@@ -23,6 +23,7 @@ from torch import nn
 
 from advgame import smoothing
 from advgame.attacks import attack_loop
+from advgame.defenses.base import ShiftDefense, clip_straight_through
 from advgame.defenses.preprocessing import Preprocessed
 from advgame.linear import binary_logit, linear_logit, worst_linear_margin
 from advgame.threat import Norm, clip_box, dual_norm
@@ -58,29 +59,6 @@ class Defense:
         return self.shifts, probs
 
 
-def _clip_straight_through(z: torch.Tensor) -> torch.Tensor:
-    """clip(z, 0, 1) forward, identity backward (BPDA)."""
-    return z + (clip_box(z) - z).detach()
-
-
-class Shifted(nn.Module):
-    """model(x + v) (or model(clip(x + v))): the network behind a fixed additive defense
-    (for adaptive attacks). The clip is differentiated straight through (BPDA with the
-    identity, Athalye et al. 2018): clamp's own gradient is 0 on every pixel it clips, which
-    would mask the gradient of the pixels the shift pushes out of the box."""
-
-    def __init__(self, model: nn.Module, v: torch.Tensor, *, clip: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.clip = clip
-        self.v: torch.Tensor
-        self.register_buffer("v", v)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x + self.v
-        return self.model(_clip_straight_through(z) if self.clip else z)
-
-
 class ExpectedOverShifts(nn.Module):
     """log E_v softmax(model(x + v)): the soft smoothed classifier, for EOT attacks.
 
@@ -101,7 +79,7 @@ class ExpectedOverShifts(nn.Module):
         k = shifts.shape[0]
         z = (x[None] + shifts[:, None]).reshape(k * x.shape[0], *x.shape[1:])
         if self.clip:
-            z = _clip_straight_through(z)
+            z = clip_straight_through(z)
         p = torch.softmax(self.model(z), dim=1).reshape(k, x.shape[0], -1)
         wts = (self.weights if self.weights is not None
                else torch.full((k,), 1.0 / k, device=x.device, dtype=p.dtype))
@@ -194,7 +172,7 @@ def adaptive_model(defense: Defense, model: nn.Module, *, eot: int = 16,
         return Preprocessed(model, defense.transform)
     if defense.kind == "shift":
         assert defense.shifts is not None
-        return Shifted(model, defense.shifts[0], clip=defense.clip)
+        return ShiftDefense(defense.name, model, defense.shifts[0], clip=defense.clip)
     if defense.kind == "mixture":
         assert defense.shifts is not None
         shifts = defense.shifts
