@@ -102,19 +102,19 @@ def test_cat_and_mouse_errors_shapes_and_fgsm_curr(gen: torch.Generator) -> None
     torch.manual_seed(0)
     u0 = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2))
     cfg = TrainConfig(epochs=3, batch_size=20, lr=1e-2)
-    models = [u0, *cat_and_mouse(u0, x, y, eta=0.2, rounds=2, config=cfg, generator=gen)]
+    models = [u0, *cat_and_mouse(u0, x, y, eps=0.2, rounds=2, config=cfg, generator=gen)]
     assert len(models) == 3 and models[1] is not u0
     e = cat_and_mouse_errors(models, x, y, 0.2)
     assert len(e.error) == 3 and all(len(r) == 3 for r in e.error)
     assert e.fgsm_curr == [e.error[k][k] for k in range(3)]
     assert all(0.0 <= v <= 1.0 for r in e.error for v in r)
-    fresh = list(cat_and_mouse(u0, x, y, eta=0.2, rounds=1, config=cfg, warm_start=False,
+    fresh = list(cat_and_mouse(u0, x, y, eps=0.2, rounds=1, config=cfg, warm_start=False,
                                with_clean=True, generator=gen,
                                make_model=lambda: nn.Sequential(nn.Flatten(),
                                                                 nn.Linear(16, 2))))
     assert isinstance(fresh[0][1], nn.Linear) and fresh[0][1].in_features == 16
     with pytest.raises(InputError, match="make_model"):
-        next(cat_and_mouse(u0, x, y, eta=0.2, rounds=1, config=cfg, warm_start=False,
+        next(cat_and_mouse(u0, x, y, eps=0.2, rounds=1, config=cfg, warm_start=False,
                            generator=gen))
 
 

@@ -252,7 +252,7 @@ def test_cat_and_mouse_round_learns_its_fgsm_attack(digits01: Dataset, warm_star
     u0 = _mlp(0)
     cfg = TrainConfig(epochs=10, batch_size=32, lr=1e-2)
     train(u0, x, y, cfg, generator=gen)
-    us = [u0, *cat_and_mouse(u0, x, y, eta=eta, rounds=3, config=cfg, warm_start=warm_start,
+    us = [u0, *cat_and_mouse(u0, x, y, eps=eta, rounds=3, config=cfg, warm_start=warm_start,
                              with_clean=with_clean, make_model=lambda: _mlp(2),
                              generator=gen)]
     for k in range(1, 4):

@@ -1,11 +1,11 @@
 """Learned attackers ("AttNet"): a network that maps an input to its adversarial example.
 
 An attack network with parameters v produces, for an input x in [0, 1]^d and an L-inf
-budget eta,
+budget eps,
 
-    z_v(x) = clip(x + eta * tanh(a(x; v)), 0, 1),                       (Hamm & Mehra)
+    z_v(x) = clip(x + eps * tanh(a(x; v)), 0, 1),                       (Hamm & Mehra)
 
-so ``||z - x||_inf <= eta`` and z stays in the box for every v (the budget is built into
+so ``||z - x||_inf <= eps`` and z stays in the box for every v (the budget is built into
 the architecture, no projection is needed). The attacker is trained to maximize the
 classifier's cross-entropy at z against a *frozen* defense h(.; u):
 
@@ -22,7 +22,7 @@ scale-invariant DLR loss of AutoAttack. ``best_response_attnet`` trains several 
 from independently seeded initializations and ORs their per-example error flags (the worst
 case over restarts).
 
-Measured (``benchmarks/attnet_objectives.py``, mnist-5k, MLP classifier, eta 0.3, 5 epochs,
+Measured (``benchmarks/attnet_objectives.py``, mnist-5k, MLP classifier, eps 0.3, 5 epochs,
 3 restarts x {MLP, conv} AttNets): CE and clamped CE collapse in 6/6 restarts against the
 clean model (error pinned at 0.900); CW with kappa = 0 collapses in none and reaches 0.994
 (clean model) and 0.941 (FGSM-trained model) worst-case error, against PGD-20's 1.000 and
@@ -36,7 +36,7 @@ architecture class, used to ask whether a defense trained against one attack net
 transfers to another (a reviewer's question).
 
 The networks output the *direction* tanh(a(x; v)) in [-1, 1]^shape; ``attnet_attack``
-turns it into z for a budget eta given at call time, so one AttNet can be evaluated at
+turns it into z for a budget eps given at call time, so one AttNet can be evaluated at
 several budgets. The classifier is always passed at call time and its train/eval mode is
 restored; no classifier parameter gradient is touched.
 """
@@ -141,11 +141,11 @@ def build_attnet(kind: str, input_shape: Sequence[int], **kwargs: object) -> nn.
     return ATTNETS[kind](tuple(input_shape), **kwargs)
 
 
-def attnet_attack(attnet: nn.Module, x: torch.Tensor, eta: float) -> torch.Tensor:
-    """z = clip(x + eta * attnet(x), 0, 1), differentiable in the attack network's parameters.
+def attnet_attack(attnet: nn.Module, x: torch.Tensor, eps: float) -> torch.Tensor:
+    """z = clip(x + eps * attnet(x), 0, 1), differentiable in the attack network's parameters.
 
     ``attnet(x)`` must lie in [-1, 1] (both networks here end in tanh), so
-    ``||z - x||_inf <= eta``. Gradients flow to the attack network; x is not detached.
+    ``||z - x||_inf <= eps``. Gradients flow to the attack network; x is not detached.
 
     Shape: x (N, ...) in [0, 1] -> z (N, ...), same device and dtype.
 
@@ -154,18 +154,18 @@ def attnet_attack(attnet: nn.Module, x: torch.Tensor, eta: float) -> torch.Tenso
         >>> attnet_attack(net, torch.full((1, 1, 2, 2), 0.5), 0.0).unique().tolist()
         [0.5]
     """
-    return torch.clamp(x + eta * attnet(x), 0.0, 1.0)
+    return torch.clamp(x + eps * attnet(x), 0.0, 1.0)
 
 
 @torch.no_grad()
 def attnet_examples(
-    attnet: nn.Module, x: torch.Tensor, eta: float, batch_size: int = 1000
+    attnet: nn.Module, x: torch.Tensor, eps: float, batch_size: int = 1000
 ) -> torch.Tensor:
     """Batched, gradient-free ``attnet_attack`` in eval mode (restored). (N, ...) -> (N, ...)."""
     was = attnet.training
     attnet.eval()
     try:
-        out = [attnet_attack(attnet, x[i:i + batch_size], eta)
+        out = [attnet_attack(attnet, x[i:i + batch_size], eps)
                for i in range(0, x.shape[0], batch_size)]
     finally:
         attnet.train(was)
@@ -249,7 +249,7 @@ def train_attnet(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eta: float,
+    eps: float,
     *,
     epochs: int = 5,
     batch_size: int = 64,
@@ -262,7 +262,7 @@ def train_attnet(
 ) -> AttNetHistory:
     """Train ``attnet`` in place to maximize the frozen ``model``'s attacker objective (Adam).
 
-    Maximizes f(v) = E_(x,y) l(model(clip(x + eta tanh(a(x; v)), 0, 1)), y) over the
+    Maximizes f(v) = E_(x,y) l(model(clip(x + eps tanh(a(x; v)), 0, 1)), y) over the
     attack network's parameters v by mini-batch gradient ascent, with l the per-example
     :func:`attacker_objective` ``objective`` (default ``"ce"``, the paper's; ``"cw"`` with
     margin ``kappa`` or ``"clamped-ce"`` with ``cap`` are bounded above and do not collapse
@@ -274,7 +274,7 @@ def train_attnet(
         attnet: attack network, (N, ...) -> (N, ...) in [-1, 1].
         model: frozen classifier (N, ...) -> (N, K) logits (passed at call time).
         x: (N, ...) inputs in [0, 1]. y: (N,) labels in [0, K).
-        eta: L-inf budget (>= 0).
+        eps: L-inf budget (>= 0).
         epochs, batch_size, lr: optimization settings.
         generator: CPU generator shuffling the batches.
         objective: one of :data:`OBJECTIVES`. kappa: CW margin (>= 0, logit units).
@@ -295,7 +295,7 @@ def train_attnet(
     """
     check_images("x", x)
     check_labels("y", y, x.shape[0])
-    eta = check_nonnegative("eta", eta)
+    eps = check_nonnegative("eps", eps)
     check_positive_int("epochs", epochs, minimum=0)
     check_positive_int("batch_size", batch_size)
     objective = check_objective(objective)
@@ -317,7 +317,7 @@ def train_attnet(
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
                 xb, yb = x[idx], y[idx]
-                logits = model(attnet_attack(attnet, xb, eta))
+                logits = model(attnet_attack(attnet, xb, eps))
                 if cap is None and objective == "clamped-ce":
                     hist.cap = cap = default_cap(logits.shape[1])
                 loss = attacker_objective(logits, yb, objective, kappa=kappa, cap=cap).mean()
@@ -451,7 +451,7 @@ def best_response_attnet(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eta: float,
+    eps: float,
     *,
     restarts: int = 3,
     objective: Objective | str = "cw",
@@ -477,7 +477,7 @@ def best_response_attnet(
         make_attnet: builds a fresh attack network (moved to x's device here).
         model: frozen classifier (passed at call time; mode restored).
         x, y: training inputs (N, ...) in [0, 1] and labels (N,).
-        eta: L-inf budget. restarts: number of AttNets (>= 1).
+        eps: L-inf budget. restarts: number of AttNets (>= 1).
         objective, kappa, cap, epochs, batch_size, lr: as in :func:`train_attnet`.
         x_eval, y_eval: evaluation set (M, ...), (M,).
         generator: CPU generator; the only source of randomness.
@@ -510,11 +510,11 @@ def best_response_attnet(
             seed = int(torch.randint(0, 2**62, (), generator=generator))
             g = torch.Generator().manual_seed(seed)
             net = init_attnet_(make_attnet(), g).to(device=x.device)
-            hist = train_attnet(net, model, x, y, eta, epochs=epochs, batch_size=batch_size,
+            hist = train_attnet(net, model, x, y, eps, epochs=epochs, batch_size=batch_size,
                                 lr=lr, generator=g, objective=objective, kappa=kappa, cap=cap)
             model.eval()
             with torch.no_grad():
-                z = attnet_examples(net, xe, eta)
+                z = attnet_examples(net, xe, eps)
                 preds = torch.cat([model(z[i:i + 1000]).argmax(1)
                                    for i in range(0, z.shape[0], 1000)])
             wrong = (preds != ye).to(flags.device)

@@ -1,11 +1,12 @@
 """Training defenses of S2 (learning-based minimax, Hamm & Mehra): cat-and-mouse, Sens-FGSM,
 minimax / maximin against an attack network.
 
-Notation: classifier h(x; u), cross-entropy l, L-inf budget eta, inputs in [0, 1].
+Notation: classifier h(x; u), cross-entropy l, L-inf budget eps (the paper's eta, the name
+``advgame paper2`` shows its users), inputs in [0, 1].
 
 1. **Cat-and-mouse** (adversarial retraining against a moving FGSM attacker):
    u_0 is trained on clean data; for k = 1..K, FGSM-k are the examples
-   z = clip(x + eta sign grad_x l(h(x; u_(k-1)), y), 0, 1) against the previous model
+   z = clip(x + eps sign grad_x l(h(x; u_(k-1)), y), 0, 1) against the previous model
    (train and test sets) and u_k is retrained on FGSM-k (warm start from u_(k-1) or from
    scratch, with or without the clean data). ``cat_and_mouse_errors`` gives the matrix
    E[k][j] = test error of u_k on FGSM-j, the clean error and FGSM-curr (FGSM computed
@@ -14,13 +15,13 @@ Notation: classifier h(x; u), cross-entropy l, L-inf budget eta, inputs in [0, 1
 
 2. **Sens-FGSM**: the fixed point of the cat-and-mouse, optimized directly,
 
-       min_u  E l(h(z(u); u), y),   z(u) = clip(x + eta s(grad_x l(h(x; u), y)), 0, 1),
+       min_u  E l(h(z(u); u), y),   z(u) = clip(x + eps s(grad_x l(h(x; u), y)), 0, 1),
 
    with z differentiated *through* u (double backprop, ``create_graph=True``). sign has a
    zero derivative, so s is a surrogate: tanh(g / tau) (tau relative to the mean |g| of
    each example by default) or the normalized gradient g / ||g||_inf. The first-order
-   form replaces l(z) by its linearization l(x) + eta ||grad_x l(x)||_1 (the value of
-   l(x) + eta grad.sign(grad)). Plain online adversarial training is the same loop with z
+   form replaces l(z) by its linearization l(x) + eps ||grad_x l(x)||_1 (the value of
+   l(x) + eps grad.sign(grad)). Plain online adversarial training is the same loop with z
    detached (the dz/du term ignored).
 
 3. **Minimax / maximin** between a classifier u and an attack network v with payoff

@@ -21,7 +21,7 @@ def adversarial_training(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eta: float,
+    eps: float,
     config: TrainConfig,
     *,
     with_clean: bool = False,
@@ -40,10 +40,10 @@ def adversarial_training(
         ...                          generator=torch.Generator()).loss)
         1
     """
-    eta = check_nonnegative("eta", eta)
+    eps = check_nonnegative("eps", eps)
 
     def perturb(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return fgm(m, xb, yb, eta, "inf")
+        return fgm(m, xb, yb, eps, "inf")
 
     return train(model, x, y, config, generator=generator, perturb=perturb,
                  keep_clean=with_clean, progress=progress)

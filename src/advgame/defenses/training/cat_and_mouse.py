@@ -32,9 +32,9 @@ __all__ = [
 
 
 def fgsm_examples(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eta: float, batch_size: int = 1000
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, batch_size: int = 1000
 ) -> torch.Tensor:
-    """FGSM examples clip(x + eta sign grad_x l(h(x), y), 0, 1) against a fixed model, batched.
+    """FGSM examples clip(x + eps sign grad_x l(h(x), y), 0, 1) against a fixed model, batched.
 
     Shape: x (N, ...) in [0, 1], y (N,) -> (N, ...), detached, same device and dtype.
 
@@ -45,7 +45,7 @@ def fgsm_examples(
         True
     """
     check_positive_int("batch_size", batch_size)
-    parts = [fgm(model, x[i:i + batch_size], y[i:i + batch_size], eta, "inf")
+    parts = [fgm(model, x[i:i + batch_size], y[i:i + batch_size], eps, "inf")
              for i in range(0, x.shape[0], batch_size)]
     return torch.cat(parts) if parts else x.clone()
 
@@ -60,7 +60,7 @@ def cat_and_mouse_round(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    eta: float,
+    eps: float,
     config: TrainConfig,
     warm_start: bool = True,
     with_clean: bool = False,
@@ -69,7 +69,7 @@ def cat_and_mouse_round(
 ) -> nn.Module:
     """One round of the cat-and-mouse: u_k trained on FGSM examples against u_(k-1).
 
-    FGSM-k = clip(x + eta sign grad_x l(h(x; u_(k-1)), y), 0, 1) is computed once against
+    FGSM-k = clip(x + eps sign grad_x l(h(x; u_(k-1)), y), 0, 1) is computed once against
     the fixed ``previous`` model (the attacker of round k); u_k starts as a copy of
     u_(k-1) (``warm_start``) or as ``make_model()`` and is trained on FGSM-k (plus the
     clean (x, y) when ``with_clean``) with :func:`advgame.models.train`.
@@ -77,7 +77,7 @@ def cat_and_mouse_round(
     Args:
         previous: u_(k-1), left unchanged.
         x: (N, ...) training inputs in [0, 1]. y: (N,) labels.
-        eta: L-inf budget. config: training settings for u_k.
+        eps: L-inf budget. config: training settings for u_k.
         warm_start: start from u_(k-1) instead of a fresh model.
         with_clean: train on clean and FGSM-k examples together.
         make_model: builds a fresh model (needed when not ``warm_start``).
@@ -89,13 +89,13 @@ def cat_and_mouse_round(
     Example:
         >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
         >>> x = torch.rand(8, 1, 2, 2); y = torch.randint(0, 2, (8,))
-        >>> u1 = cat_and_mouse_round(model, x, y, eta=0.1, config=TrainConfig(epochs=1),
+        >>> u1 = cat_and_mouse_round(model, x, y, eps=0.1, config=TrainConfig(epochs=1),
         ...                          generator=torch.Generator())
         >>> u1 is model
         False
     """
-    eta = check_nonnegative("eta", eta)
-    x_adv = fgsm_examples(previous, x, y, eta)
+    eps = check_nonnegative("eps", eps)
+    x_adv = fgsm_examples(previous, x, y, eps)
     if warm_start:
         model = copy.deepcopy(previous)
     else:
@@ -112,7 +112,7 @@ def cat_and_mouse(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    eta: float,
+    eps: float,
     rounds: int,
     config: TrainConfig,
     warm_start: bool = True,
@@ -127,7 +127,7 @@ def cat_and_mouse(
     Example:
         >>> u0 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
         >>> x = torch.rand(8, 1, 2, 2); y = torch.randint(0, 2, (8,))
-        >>> us = list(cat_and_mouse(u0, x, y, eta=0.1, rounds=2, config=TrainConfig(epochs=1),
+        >>> us = list(cat_and_mouse(u0, x, y, eps=0.1, rounds=2, config=TrainConfig(epochs=1),
         ...                         generator=torch.Generator()))
         >>> len(us)
         2
@@ -135,7 +135,7 @@ def cat_and_mouse(
     check_positive_int("rounds", rounds, minimum=0)
     prev = u0
     for _ in range(rounds):
-        prev = cat_and_mouse_round(prev, x, y, eta=eta, config=config, warm_start=warm_start,
+        prev = cat_and_mouse_round(prev, x, y, eps=eps, config=config, warm_start=warm_start,
                                    with_clean=with_clean, make_model=make_model,
                                    generator=generator)
         yield prev
@@ -159,14 +159,14 @@ class CatMouseErrors:
 
 
 def cat_and_mouse_errors(
-    models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, eta: float
+    models: Sequence[nn.Module], x: torch.Tensor, y: torch.Tensor, eps: float
 ) -> CatMouseErrors:
     """The error matrix E[k][j] of the cat-and-mouse, clean errors and FGSM-curr.
 
     Args:
         models: u_0, ..., u_K.
         x: (N, ...) test inputs in [0, 1]. y: (N,) labels.
-        eta: the FGSM budget.
+        eps: the FGSM budget.
 
     Example:
         >>> us = [torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
@@ -179,7 +179,7 @@ def cat_and_mouse_errors(
         raise InputError("models", "give at least u_0")
     check_images("x", x)
     check_labels("y", y, x.shape[0])
-    attacks = [fgsm_examples(m, x, y, eta) for m in models]  # FGSM-1 .. FGSM-(K+1)
+    attacks = [fgsm_examples(m, x, y, eps) for m in models]  # FGSM-1 .. FGSM-(K+1)
     err = [[error_rate(m, xa, y) for xa in attacks] for m in models]
     clean = [error_rate(m, x, y) for m in models]
     return CatMouseErrors(error=err, clean=clean,

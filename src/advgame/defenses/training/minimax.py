@@ -162,9 +162,9 @@ def alternating_gradient(
 
 
 def attnet_payoff(
-    model: nn.Module, attnet: nn.Module, x: torch.Tensor, y: torch.Tensor, eta: float
+    model: nn.Module, attnet: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
 ) -> torch.Tensor:
-    """f(u, v) = mean_i l(h(z_v(x_i); u), y_i), z_v = clip(x + eta attnet(x), 0, 1). Scalar.
+    """f(u, v) = mean_i l(h(z_v(x_i); u), y_i), z_v = clip(x + eps attnet(x), 0, 1). Scalar.
 
     Example:
         >>> from advgame.attacks.learned import AttNet
@@ -173,7 +173,7 @@ def attnet_payoff(
         ...               torch.tensor([0, 1, 1]), 0.1).ndim
         0
     """
-    return F.cross_entropy(model(attnet_attack(attnet, x, eta)), y)
+    return F.cross_entropy(model(attnet_attack(attnet, x, eps)), y)
 
 
 def learned_minimax(
@@ -181,7 +181,7 @@ def learned_minimax(
     attnet: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eta: float,
+    eps: float,
     *,
     leader: Literal["min", "max"] = "min",
     iterations: int = 1000,
@@ -197,7 +197,7 @@ def learned_minimax(
     """Solve min_u max_v f(u, v) (``leader="min"``) or max_v min_u f between a classifier
     and an attack network by :func:`alternating_gradient` with Adam on mini-batches.
 
-    f(u, v) = E l(h(clip(x + eta tanh(a(x; v)), 0, 1); u), y). Every payoff evaluation
+    f(u, v) = E l(h(clip(x + eps tanh(a(x; v)), 0, 1); u), y). Every payoff evaluation
     draws a mini-batch of ``batch_size`` training examples uniformly with replacement
     (``generator``, CPU). Both networks are trained in place and left in eval mode.
 
@@ -209,7 +209,7 @@ def learned_minimax(
     Args:
         model: classifier h(.; u). attnet: attack network a(.; v).
         x: (N, ...) training inputs in [0, 1]. y: (N,) labels.
-        eta: L-inf budget. leader, iterations, k_min, k_max, lr_min, lr_max, rho: see
+        eps: L-inf budget. leader, iterations, k_min, k_max, lr_min, lr_max, rho: see
             :func:`alternating_gradient`.
         batch_size: examples per payoff evaluation.
         generator: CPU generator for the mini-batches.
@@ -228,13 +228,13 @@ def learned_minimax(
     """
     check_images("x", x)
     check_labels("y", y, x.shape[0])
-    eta = check_nonnegative("eta", eta)
+    eps = check_nonnegative("eps", eps)
     check_positive_int("batch_size", batch_size)
     n = x.shape[0]
 
     def f() -> torch.Tensor:
         idx = torch.randint(n, (min(batch_size, n),), generator=generator).to(x.device)
-        return attnet_payoff(model, attnet, x[idx], y[idx], eta)
+        return attnet_payoff(model, attnet, x[idx], y[idx], eps)
 
     model.train()
     attnet.train()

@@ -1,6 +1,6 @@
 """Sens-FGSM (S2): the cat-and-mouse's fixed point optimized directly, with the FGSM
 point z(u) differentiated through u (double backprop) by a smooth surrogate of sign,
-its first-order form l + eta ||grad_x l||_1, and an optional clean-loss weight."""
+its first-order form l + eps ||grad_x l||_1, and an optional clean-loss weight."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def surrogate_direction(
       near-sign step that uses most of the budget, however flat its loss.
     - ``scale="batch"``: c = mean |g| over every coordinate of the batch, one number. An
       example whose gradient is small against the batch's (a confidently classified one)
-      is perturbed less, as the first-order value eta ||g||_1 of the attack says.
+      is perturbed less, as the first-order value eps ||g||_1 of the attack says.
 
     ``detach_scale`` treats c as a constant when differentiating (through ``g`` only).
 
@@ -94,7 +94,7 @@ def surrogate_direction(
 
 
 def _sens_point(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eta: float, *, surrogate: Surrogate,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, surrogate: Surrogate,
     tau: float, relative_tau: bool, scale: SensScale, detach_scale: bool,
     create_graph: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,7 +104,7 @@ def _sens_point(
     (g,) = torch.autograd.grad(losses.sum(), xg, create_graph=create_graph, retain_graph=True)
     s = surrogate_direction(g, surrogate, tau, relative_tau, scale=scale,
                             detach_scale=detach_scale)
-    z = torch.clamp(x.detach() + eta * s, 0.0, 1.0)
+    z = torch.clamp(x.detach() + eps * s, 0.0, 1.0)
     return (z if create_graph else z.detach()), losses
 
 
@@ -112,7 +112,7 @@ def sens_fgsm_inputs(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eta: float,
+    eps: float,
     *,
     surrogate: Surrogate = "tanh",
     tau: float = 0.1,
@@ -121,7 +121,7 @@ def sens_fgsm_inputs(
     detach_scale: bool = False,
     create_graph: bool = True,
 ) -> torch.Tensor:
-    """z(u) = clip(x + eta s(grad_x l(h(x; u), y)), 0, 1), a function of the parameters u.
+    """z(u) = clip(x + eps s(grad_x l(h(x; u), y)), 0, 1), a function of the parameters u.
 
     With ``create_graph`` the input gradient keeps its graph, so backpropagating a loss
     at z(u) reaches u both through h(.; u) and through z(u) (double backprop). With
@@ -138,7 +138,7 @@ def sens_fgsm_inputs(
         >>> z.requires_grad, bool(((z - x).abs() <= 0.1 + 1e-6).all())
         (True, True)
     """
-    z, _ = _sens_point(model, x, y, eta, surrogate=surrogate, tau=tau,
+    z, _ = _sens_point(model, x, y, eps, surrogate=surrogate, tau=tau,
                        relative_tau=relative_tau, scale=scale, detach_scale=detach_scale,
                        create_graph=create_graph)
     return z
@@ -148,7 +148,7 @@ def sens_fgsm_loss(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eta: float,
+    eps: float,
     *,
     form: SensForm = "fgsm",
     surrogate: Surrogate = "tanh",
@@ -164,12 +164,12 @@ def sens_fgsm_loss(
     ``form="fgsm"``: A(u) = mean_n l(h(z_n(u); u), y_n) with z from
     :func:`sens_fgsm_inputs` (``through=False`` detaches z: online adversarial training
     with the surrogate attack). ``form="first-order"``: A(u) = mean_n [l(h(x_n; u), y_n)
-    + eta ||grad_x l(h(x_n; u), y_n)||_1], the linearization of l at the FGSM point.
+    + eps ||grad_x l(h(x_n; u), y_n)||_1], the linearization of l at the FGSM point.
 
     L(u) = (1 - clean_weight) A(u) + clean_weight mean_n l(h(x_n; u), y_n).
 
-    ``through=False`` is refused for the first-order form: its penalty eta ||g||_1 =
-    eta g.sign(g) already has the attack direction sign(g) constant in u (sign has a zero
+    ``through=False`` is refused for the first-order form: its penalty eps ||g||_1 =
+    eps g.sign(g) already has the attack direction sign(g) constant in u (sign has a zero
     derivative), so holding the attack fixed changes nothing, and detaching g as well
     would leave the clean loss plus a constant — clean training under another name.
 
@@ -182,7 +182,7 @@ def sens_fgsm_loss(
     if not 0.0 <= clean_weight <= 1.0:
         raise InputError("clean_weight", f"must be in [0, 1], got {clean_weight!r}")
     if form == "fgsm":
-        z, clean = _sens_point(model, x, y, eta, surrogate=surrogate, tau=tau,
+        z, clean = _sens_point(model, x, y, eps, surrogate=surrogate, tau=tau,
                                relative_tau=relative_tau, scale=scale,
                                detach_scale=detach_scale, create_graph=through)
         attacked = F.cross_entropy(model(z), y)
@@ -190,13 +190,13 @@ def sens_fgsm_loss(
         if not through:
             raise InputError(
                 "through", "through=False has no meaning for form='first-order': the "
-                "penalty eta ||grad_x l||_1 = eta grad.sign(grad) already holds the attack "
+                "penalty eps ||grad_x l||_1 = eps grad.sign(grad) already holds the attack "
                 "direction fixed, and detaching the gradient leaves the clean loss plus a "
                 "constant; use form='fgsm' with through=False for adversarial training")
         xg = x.detach().requires_grad_(True)
         clean = F.cross_entropy(model(xg), y, reduction="none")
         (g,) = torch.autograd.grad(clean.sum(), xg, create_graph=True)
-        attacked = (clean + eta * g.reshape(g.shape[0], -1).abs().sum(dim=1)).mean()
+        attacked = (clean + eps * g.reshape(g.shape[0], -1).abs().sum(dim=1)).mean()
     else:
         raise InputError("form", f"must be 'fgsm' or 'first-order', got {form!r}")
     if clean_weight == 0.0:
@@ -208,7 +208,7 @@ def sens_fgsm_train(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    eta: float,
+    eps: float,
     config: TrainConfig,
     *,
     form: SensForm = "fgsm",
@@ -227,7 +227,7 @@ def sens_fgsm_train(
     Args:
         model: classifier (N, ...) -> (N, K).
         x: (N, ...) training inputs in [0, 1]. y: (N,) labels.
-        eta: L-inf budget. config: epochs, batch size, learning rate, weight decay.
+        eps: L-inf budget. config: epochs, batch size, learning rate, weight decay.
         form, surrogate, tau, relative_tau, through: see :func:`sens_fgsm_loss`.
         generator: CPU generator shuffling the batches.
         progress: called as ``progress(epoch, mean_loss)``.
@@ -247,7 +247,7 @@ def sens_fgsm_train(
     """
     check_images("x", x)
     check_labels("y", y, x.shape[0])
-    eta = check_nonnegative("eta", eta)
+    eps = check_nonnegative("eps", eps)
     check_positive_int("epochs", config.epochs, minimum=0)
     check_positive_int("batch_size", config.batch_size)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -260,7 +260,7 @@ def sens_fgsm_train(
         for start in range(0, n, config.batch_size):
             idx = order[start:start + config.batch_size]
             xb, yb = x[idx], y[idx]
-            loss = sens_fgsm_loss(model, xb, yb, eta, form=form, surrogate=surrogate, tau=tau,
+            loss = sens_fgsm_loss(model, xb, yb, eps, form=form, surrogate=surrogate, tau=tau,
                                   relative_tau=relative_tau, scale=scale,
                                   detach_scale=detach_scale, clean_weight=clean_weight,
                                   through=through)

@@ -185,7 +185,7 @@ def _train_rounds(cfg: Paper2Config, work: _Work, u0: nn.Module, x_tr: torch.Ten
 
         def make_round(k: int = k, prev: nn.Module = prev) -> nn.Module:
             return cat_and_mouse_round(
-                prev, x_tr, y_tr, eta=cfg.eta,
+                prev, x_tr, y_tr, eps=cfg.eta,
                 config=TrainConfig(epochs=cfg.round_epochs, batch_size=cfg.batch_size,
                                    lr=cfg.lr),
                 warm_start=cfg.warm_start, with_clean=cfg.with_clean,
