@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +245,28 @@ def test_strong_attack_kinds_in_the_game() -> None:
         with pytest.raises(InputError) as info:
             parse_strategies([{"name": "clean", "kind": "clean"}], [bad])
         assert arg in str(info.value)
+
+
+def test_mixture_masking_compares_outside_attacks_of_one_budget() -> None:
+    from advgame.experiments.game.outputs import _masking_text, mixture_masking
+    from advgame.game.payoff import MixedDefenseEvaluation
+
+    def ev(name: str, acc: float) -> MixedDefenseEvaluation:
+        return MixedDefenseEvaluation(name, True, acc, acc, math.sqrt(acc * (1 - acc) / 1000),
+                                      None, None)
+
+    specs = [{"name": "PGD", "kind": "pgd", "eps": 0.2}, {"name": "APGD", "kind": "apgd",
+             "eps": 0.2}, {"name": "Sq", "kind": "square", "eps": 0.2},
+             {"name": "Sq-0.1", "kind": "square", "eps": 0.1}]
+    healthy = mixture_masking(specs, [ev("PGD", 0.10), ev("APGD", 0.084), ev("Sq", 0.124),
+                                      ev("Sq-0.1", 0.3)])
+    assert healthy == [{"attacker": "Sq", "accuracy": 0.124, "best_gradient": "APGD",
+                        "best_gradient_accuracy": 0.084, "masking": False}]  # no PGD at 0.1
+    masked = mixture_masking(specs, [ev("PGD", 0.60), ev("APGD", 0.55), ev("Sq", 0.20)])
+    assert [c["masking"] for c in masked] == [True]
+    assert "beats the gradient attacks" in _masking_text([], [], masked)
+    assert "do not beat" in _masking_text([], [], healthy)
+    assert mixture_masking(specs[2:], [ev("Sq", 0.2)]) == []  # nothing to compare with
 
 
 def test_masking_flag_when_a_gradient_free_attack_beats_the_gradient_ones() -> None:

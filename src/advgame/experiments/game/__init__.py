@@ -58,6 +58,7 @@ from advgame.experiments.game.outputs import (
     _summary,
     _tables,
     masking_flags,
+    mixture_masking,
 )
 from advgame.experiments.runtime import Progress, UnitStore, no_progress
 from advgame.game import (
@@ -245,8 +246,10 @@ def run_game(
     res["data"].update(data_summary(ds, y_te))
     res["summary"] = _summary(cfg, what, matrix, game, mixed_eval, do)
     masking = masking_flags(cfg.attackers, matrix)
+    mixture = mixture_masking(cfg.eval_attackers, mixed_eval.get("outside", []))
     res["data"]["masking"] = masking
-    res["summary"].append(_masking_text(masking, cfg.attackers))
+    res["data"]["mixture_masking"] = mixture
+    res["summary"].append(_masking_text(masking, cfg.attackers, mixture))
     _figures(out, res, matrix, game, do)
     finish(out, res, t0)
     return res

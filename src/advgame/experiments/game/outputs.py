@@ -255,11 +255,59 @@ def masking_flags(attackers: Sequence[dict[str, Any]],
     return flags
 
 
-def _masking_text(flags: list[dict[str, Any]], attackers: Sequence[dict[str, Any]]) -> str:
+def mixture_masking(eval_attackers: Sequence[dict[str, Any]],
+                    outside: Sequence[MixedDefenseEvaluation]) -> list[dict[str, Any]]:
+    """The masking check on the deployed mixture, for attacks outside the game
+    (``eval_attackers``): each gradient-free attack against the best gradient attack of its
+    budget (eps and norm), both as deployed (the attacker sees the draw). ``masking`` is
+    True when the gradient-free one is lower by more than two standard errors of the
+    difference.
+
+    Returns one ``{"attacker", "accuracy", "best_gradient", "best_gradient_accuracy",
+    "masking"}`` per gradient-free attack that has a gradient attack of its budget.
+    """
+    spec = {str(a["name"]): a for a in eval_attackers}
+
+    def budget(name: str) -> tuple[float, str]:
+        return float(spec[name].get("eps", 0.0)), str(spec[name].get("norm", "inf"))
+
+    out = []
+    for e in outside:
+        if spec.get(e.attacker, {}).get("kind") not in GRADIENT_FREE_KINDS:
+            continue
+        grads = [g for g in outside if spec.get(g.attacker, {}).get("kind") in GRADIENT_KINDS
+                 and budget(g.attacker) == budget(e.attacker)]
+        if not grads:
+            continue
+        best = min(grads, key=lambda g: g.sampled)
+        se = math.sqrt(e.sampled_se ** 2 + best.sampled_se ** 2)
+        out.append({"attacker": e.attacker, "accuracy": e.sampled,
+                    "best_gradient": best.attacker, "best_gradient_accuracy": best.sampled,
+                    "masking": e.sampled < best.sampled - 2.0 * se})
+    return out
+
+
+def _mixture_masking_text(checks: list[dict[str, Any]]) -> str:
+    parts = [f"{c['attacker']} {c['accuracy']:.4f} vs {c['best_gradient']} "
+             f"{c['best_gradient_accuracy']:.4f}" for c in checks]
+    if any(c["masking"] for c in checks):
+        return ("Against the deployed mixture a gradient-free attack beats the gradient "
+                "attacks of its budget (gradient masking): " + "; ".join(parts) + ".")
+    return ("Against the deployed mixture the gradient-free attacks do not beat the gradient "
+            "attacks of their budget (beyond 2 standard errors): " + "; ".join(parts) + ".")
+
+
+def _masking_text(flags: list[dict[str, Any]], attackers: Sequence[dict[str, Any]],
+                  mixture: list[dict[str, Any]] | None = None) -> str:
     free = [str(a["name"]) for a in attackers if a.get("kind") in GRADIENT_FREE_KINDS]
+    if not free and mixture:
+        return ("No gradient-free attacker is in the game (its attackers are fixed maps), "
+                "so the defenders are not checked one by one. " + _mixture_masking_text(mixture))
     if not free:
         return ("No gradient-free attacker is in the game, so gradient masking cannot be "
                 "checked: add a Square attacker (kind = \"square\") before ranking defenses.")
+    if mixture:
+        return _masking_text(flags, attackers) + " " + _mixture_masking_text(mixture)
     if not flags:
         return (f"Gradient masking check: the gradient-free {', '.join(free)} beats the "
                 "gradient attacks of its budget on no defender (beyond 2 standard errors).")
