@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from advgame.report.schema import PNG_SIGNATURE, Cell, Figure, log
-from advgame.storage import atomic_write_text
 
 # --------------------------------------------------------------------------- formatting
 
@@ -136,6 +135,3 @@ def _load_images(out_dir: Path, figures: Sequence[Figure]) -> list[_Image]:
         out.append(_Image(g, fid, png, problem))
     return out
 
-
-def _write_atomic(path: Path, text: str) -> Path:
-    return atomic_write_text(path, text)

@@ -17,10 +17,10 @@ from advgame.report.formatting import (
     _load_images,
     _short,
     _unique_ids,
-    _write_atomic,
     format_cell,
 )
 from advgame.report.schema import Table, load_results
+from advgame.storage import atomic_write_text
 
 # --------------------------------------------------------------------------- HTML
 
@@ -302,4 +302,4 @@ def render_html(out_dir: str | os.PathLike[str]) -> Path:
     parts.append("</section>")
     parts.append("<footer>Rendered by <code>advgame.report</code> from "
                  "<code>results.json</code>.</footer></main></body></html>\n")
-    return _write_atomic(d / "report.html", "\n".join(parts))
+    return atomic_write_text(d / "report.html", "\n".join(parts))

@@ -14,10 +14,10 @@ from advgame.report.formatting import (
     _format_seconds,
     _is_number,
     _load_images,
-    _write_atomic,
     format_cell,
 )
 from advgame.report.schema import Cell, load_results
+from advgame.storage import atomic_write_text
 
 # --------------------------------------------------------------------------- Markdown
 
@@ -110,4 +110,4 @@ def render_markdown(out_dir: str | os.PathLike[str]) -> Path:
     tim = [(str(k), _format_seconds(v)) for k, v in res.timings.items()]
     lines += _md_table(["step", "time"], tim) if tim else ["*No timings recorded.*"]
     lines.append("")
-    return _write_atomic(d / "report.md", "\n".join(lines))
+    return atomic_write_text(d / "report.md", "\n".join(lines))
