@@ -23,7 +23,7 @@ from advgame.defenses.training import (
     fgsm_examples,
 )
 from advgame.experiments.paper2.config import Paper2Config
-from advgame.experiments.paper2.stages import _compare_base, _fine_tuned
+from advgame.experiments.paper2.stages import _compare_base, _fine_tuned, _sweep_tag
 from advgame.experiments.paper2.work import _flags_to_str, _str_to_flags, _Work
 from advgame.experiments.runtime import Progress, sharded_units
 from advgame.models import (
@@ -215,7 +215,8 @@ def _eta_sweep(
     classifier ``cfg.arch`` and each of ``cfg.compare_archs``) and evaluated at that eta.
 
     The cells of (cfg.arch, cfg.eta) are those of the defense x attack table (same models,
-    same units). Under torchrun rank 0 trains, the evaluation cells are split.
+    same units). Under torchrun the models were trained by :func:`_train_share` and are
+    loaded here (rank 0 first, then the others); the evaluation cells are split.
 
     Returns ``{arch: {eta: {defense: {attack: cell}}}}``.
     """
@@ -230,7 +231,7 @@ def _eta_sweep(
                 out[arch][eta] = {d: cells[key.get(d, d)] for d in cfg.sweep_defenses
                                   if key.get(d, d) in cells}
                 continue
-            tag = f"@{arch}-eta{eta:g}"
+            tag = _sweep_tag(arch, eta)
             if distributed.is_main():
                 tuned, attnets = _fine_tuned(cfg, work, base, x_tr, y_tr, eta, tuned_names,
                                              tag, arch, lambda: None)

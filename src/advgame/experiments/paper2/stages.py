@@ -216,10 +216,15 @@ def _compare_base(cfg: Paper2Config, work: _Work, arch: str, x_tr: torch.Tensor,
     return base
 
 
+def _sweep_tag(arch: str, eta: float) -> str:
+    """The suffix of the unit and model keys of an eta-table cell, e.g. ``@cnn-eta0.4``."""
+    return f"@{arch}-eta{eta:g}"
+
+
 def _sweep_cells(cfg: Paper2Config) -> list[tuple[str, float, str]]:
     """(classifier, eta, unit-key tag) of the eta table's cells that train their own
     defenses: all but (cfg.arch, cfg.eta), which are the main table's."""
-    return [(arch, eta, f"@{arch}-eta{eta:g}") for arch in (cfg.arch, *cfg.compare_archs)
+    return [(arch, eta, _sweep_tag(arch, eta)) for arch in (cfg.arch, *cfg.compare_archs)
             for eta in cfg.etas if not (arch == cfg.arch and eta == cfg.eta)]
 
 
