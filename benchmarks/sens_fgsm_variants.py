@@ -46,6 +46,7 @@ import torch
 from advgame.attacks import fgm, pgd
 from advgame.data import load_dataset
 from advgame.defenses.training import (
+    SensObjective,
     adversarial_training,
     sens_fgsm_inputs,
     sens_fgsm_train,
@@ -136,7 +137,8 @@ def run(arch: str, v: Variant, ds: Any, u0: torch.nn.Module, seed: int) -> dict[
     cfg = TrainConfig(epochs=v.epochs, batch_size=64, lr=v.lr)
     t0 = time.perf_counter()
     if v.kind == "sens":
-        sens_fgsm_train(model, ds.x_train, ds.y_train, ETA, cfg, generator=gen, **v.kwargs)
+        sens_fgsm_train(model, ds.x_train, ds.y_train, ETA, cfg, SensObjective(**v.kwargs),
+                        generator=gen)
     elif v.kind in ("adv-fgsm", "adv-fgsm-clean"):
         adversarial_training(model, ds.x_train, ds.y_train, ETA, cfg, generator=gen,
                              with_clean=v.kind == "adv-fgsm-clean")

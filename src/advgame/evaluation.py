@@ -113,10 +113,7 @@ def _robust_under(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def evaluate(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     norm: Norm | str | float = "inf",
     attacks: Stages = "standard",
     generator: torch.Generator | None = None,

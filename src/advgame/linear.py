@@ -222,8 +222,7 @@ def worst_linear_margin(
 
 
 def linearity_diagnostics(
-    model: nn.Module,
-    x: torch.Tensor,
+    model: nn.Module, x: torch.Tensor,
     y_signed: torch.Tensor,
     eps: float,
     norm: Norm | str | float,

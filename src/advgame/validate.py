@@ -7,7 +7,7 @@ fails early with a message a user can act on (and the CLI can print as one line)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -121,6 +121,20 @@ def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
         raise InputError(name, f"must be an integer, got {type(value).__name__}")
     if value < minimum:
         raise InputError(name, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: Iterable[str]) -> str:
+    """Check that ``value`` is one of ``choices``; return it.
+
+    Example:
+        >>> check_choice("norm", "inf", ("inf", "2"))
+        'inf'
+    """
+    options = tuple(choices)
+    if not isinstance(value, str) or value not in options:
+        said = ", ".join(options[:-1]) + (" or " if len(options) > 1 else "") + options[-1]
+        raise InputError(name, f"must be {said}, got {value!r}")
     return value
 
 

@@ -24,6 +24,7 @@ from advgame.attacks.learned import (
     train_attnet,
 )
 from advgame.defenses.training import (
+    SensObjective,
     adversarial_training,
     sens_fgsm_inputs,
     sens_fgsm_loss,
@@ -212,7 +213,8 @@ def test_sens_fgsm_and_online_training_run(gen: torch.Generator) -> None:
     cfg = TrainConfig(epochs=10, batch_size=32, lr=1e-2)
     for form in ("fgsm", "first-order"):
         m = _clf()
-        h = sens_fgsm_train(m, x, y, 0.1, cfg, form=form, generator=gen)  # type: ignore[arg-type]
+        h = sens_fgsm_train(m, x, y, 0.1, cfg, SensObjective(form=form),  # type: ignore[arg-type]
+                            generator=gen)
         assert not m.training and len(h.loss) == 10 and accuracy(m, x, y) > 0.9
     m = _clf()
     adversarial_training(m, x, y, 0.1, cfg, generator=gen)
@@ -270,8 +272,8 @@ def test_first_order_without_graph_is_refused(gen: torch.Generator) -> None:
     """It used to fail with "backward through the graph a second time"; it has no meaning."""
     x, y = _blobs(gen, 16)
     with pytest.raises(InputError, match="through"):
-        sens_fgsm_train(_clf(), x, y, 0.1, TrainConfig(epochs=1), form="first-order",
-                        through=False, generator=gen)
+        sens_fgsm_train(_clf(), x, y, 0.1, TrainConfig(epochs=1),
+                        SensObjective(form="first-order", through=False), generator=gen)
 
 
 def test_bare_sens_fgsm_leaks_the_label_and_the_clean_term_fixes_it() -> None:
@@ -293,7 +295,7 @@ def test_bare_sens_fgsm_leaks_the_label_and_the_clean_term_fixes_it() -> None:
     for w in (0.0, 0.5):
         m = copy.deepcopy(u0)
         sens_fgsm_train(m, ds.x_train, ds.y_train, 0.3, TrainConfig(epochs=40, lr=3e-3),
-                        clean_weight=w, generator=torch.Generator().manual_seed(1))
+                        SensObjective(clean_weight=w), generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             pred = m(ds.x_test).argmax(1)
         leak = fgm(m, ds.x_test, pred, 0.3, "inf")  # FGSM with the model's own labels

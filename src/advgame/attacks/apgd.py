@@ -188,10 +188,7 @@ def _apgd_run(
 
 
 def apgd(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     norm: Norm | str | float = "inf",
     steps: int = 100,
     loss: str = "ce",

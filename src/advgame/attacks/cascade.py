@@ -162,10 +162,7 @@ def _stages(attacks: Stages) -> tuple[tuple[str, Stage], ...]:
 
 
 def run_cascade(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     norm: Norm | str | float = "inf",
     attacks: Stages = "standard",
     generator: torch.Generator | None = None,
@@ -226,10 +223,7 @@ def run_cascade(
 
 
 def auto_attack(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     norm: Norm | str | float = "inf",
     version: str = "standard",
     generator: torch.Generator | None = None,

@@ -75,9 +75,7 @@ def _check_logits(logits: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def attack_loop(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     *,
     eps: float,
     norm: Norm | str | float,
@@ -204,10 +202,7 @@ def fgm(
 
 
 def pgd(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     norm: Norm | str | float = "inf",
     steps: int = 10,
     step_size: float | None = None,

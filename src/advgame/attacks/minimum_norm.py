@@ -140,9 +140,7 @@ def _random_start(x: torch.Tensor, radius: torch.Tensor, norm: Norm,
 
 
 def fab_minimum_norm(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     norm: Norm | str | float = "inf",
     steps: int = 100,
     restarts: int = 1,
@@ -201,10 +199,7 @@ def fab_minimum_norm(
 
 
 def fab(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     norm: Norm | str | float = "inf",
     steps: int = 100,
     restarts: int = 1,
@@ -231,9 +226,7 @@ def fab(
 
 
 def cw_l2(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     steps: int = 100,
     c_init: float = 1.0,
     binary_search_steps: int = 9,

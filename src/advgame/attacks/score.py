@@ -127,10 +127,7 @@ def _signs(shape: tuple[int, ...], gen: torch.Generator | None, device: torch.de
 
 
 def square(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     norm: Norm | str | float = "inf",
     queries: int = 5000,
     p_init: float = 0.8,

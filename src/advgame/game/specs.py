@@ -31,7 +31,7 @@ from advgame.attacks.strategy import LIBRARIES
 from advgame.errors import InputError
 from advgame.storage import digest
 from advgame.threat import parse_norm
-from advgame.validate import check_nonnegative, check_positive_int
+from advgame.validate import check_choice, check_nonnegative, check_positive_int
 
 __all__ = [
     "ATTACKER_KINDS",
@@ -124,13 +124,9 @@ class AdversarialSpec(DefenderSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        parse_norm(self.norm)
         _eps("eps", self.eps, self.norm)
-        if self.attack not in ("fgsm", "fgm", "pgd"):
-            raise InputError("attack", f"must be 'fgm' ('fgsm') or 'pgd', got "
-                             f"{self.attack!r}")
-        if self.init not in ("clean", "scratch"):
-            raise InputError("init", f"must be 'clean' or 'scratch', got {self.init!r}")
+        check_choice("attack", self.attack, ("fgm", "fgsm", "pgd"))
+        check_choice("init", self.init, ("clean", "scratch"))
         check_positive_int("steps", self.steps)
         if self.epochs is not None:
             check_positive_int("epochs", self.epochs, minimum=0)
@@ -154,11 +150,8 @@ class ShiftSpec(DefenderSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        parse_norm(self.norm)
         _eps("eps", self.eps, self.norm)
-        if self.direction not in ("random", "plus", "minus"):
-            raise InputError("direction", f"must be random, plus or minus, got "
-                             f"{self.direction!r}")
+        check_choice("direction", self.direction, ("random", "plus", "minus"))
         check_positive_int("seed", self.seed, minimum=0)
 
     def dependencies(self) -> tuple[str, ...]:
@@ -211,9 +204,7 @@ class ReformerSpec(DefenderSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.autoencoder not in ("auto", "cnn", "mlp"):
-            raise InputError("autoencoder", f"must be auto, cnn or mlp, got "
-                             f"{self.autoencoder!r}")
+        check_choice("autoencoder", self.autoencoder, ("auto", "cnn", "mlp"))
         if self.epochs is not None:
             check_positive_int("epochs", self.epochs, minimum=0)
         check_nonnegative("noise", self.noise)
@@ -260,7 +251,6 @@ class AttackerSpec(StrategySpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        parse_norm(self.norm)
         _eps("eps", self.eps, self.norm)
 
 
@@ -278,8 +268,7 @@ class GradientSpec(AttackerSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.method not in ("fgm", "pgd"):
-            raise InputError("method", f"must be fgm or pgd, got {self.method!r}")
+        check_choice("method", self.method, ("fgm", "pgd"))
         check_positive_int("steps", self.steps)
         check_positive_int("restarts", self.restarts)
         if self.step_size is not None:
@@ -315,8 +304,7 @@ class AttNetSpec(AttackerSpec):
         super().__post_init__()
         if parse_norm(self.norm) != "inf":
             raise InputError("norm", "an AttNet's budget is an L-inf budget (norm = 'inf')")
-        if self.arch not in ("mlp", "cnn"):
-            raise InputError("arch", f"must be mlp or cnn, got {self.arch!r}")
+        check_choice("arch", self.arch, ("mlp", "cnn"))
         check_positive_int("epochs", self.epochs, minimum=0)
         check_positive_int("batch_size", self.batch_size)
         if check_nonnegative("lr", self.lr) == 0:
@@ -344,8 +332,7 @@ class TransferSpec(AttackerSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.method not in ("fgm", "pgd"):
-            raise InputError("method", f"must be fgm or pgd, got {self.method!r}")
+        check_choice("method", self.method, ("fgm", "pgd"))
         check_positive_int("steps", self.steps)
         if self.epochs is not None:
             check_positive_int("epochs", self.epochs, minimum=0)
@@ -368,9 +355,7 @@ class LibrarySpec(AttackerSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.library not in LIBRARIES:
-            raise InputError("library", f"must be one of {list(LIBRARIES)}, got "
-                             f"{self.library!r}")
+        check_choice("library", self.library, LIBRARIES)
         if not isinstance(self.attack, str) or not self.attack.isidentifier():
             raise InputError("attack", f"give the attack's class name, got {self.attack!r}")
 
@@ -401,10 +386,8 @@ class StrongSpec(AttackerSpec):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.method not in STRONG_KINDS:
-            raise InputError("method", f"must be one of {STRONG_KINDS}, got {self.method!r}")
-        if self.loss not in ("ce", "dlr"):
-            raise InputError("loss", f"must be ce or dlr, got {self.loss!r}")
+        check_choice("method", self.method, STRONG_KINDS)
+        check_choice("loss", self.loss, ("ce", "dlr"))
         for name in ("steps", "restarts", "queries"):
             check_positive_int(name, getattr(self, name))
         from advgame.attacks.cascade import VERSIONS

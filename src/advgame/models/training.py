@@ -49,9 +49,7 @@ class TrainHistory:
 
 
 def train(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     config: TrainConfig,
     *,
     generator: torch.Generator,

@@ -63,11 +63,7 @@ def heatmap(
         ...         title="test error") == p
         True
     """
-    m = _as_float_array("matrix", matrix, ndim=2)
-    if m.size == 0:
-        raise InputError("matrix", "must not be empty")
-    rows = _check_labels("row_labels", row_labels, m.shape[0])
-    cols = _check_labels("col_labels", col_labels, m.shape[1])
+    m, rows, cols = _check_matrix("matrix", matrix, row_labels, col_labels)
     with _style(grid=False):
         w = min(14.0, max(5.0, 1.0 + 0.9 * m.shape[1] + 0.08 * max(map(len, rows))))
         h = min(12.0, max(3.5, 1.4 + 0.55 * m.shape[0]))
@@ -171,11 +167,7 @@ def payoff_heatmap(
         ...                [0.5, 0.5], [0.5, 0.5], value=0.5) == p
         True
     """
-    m = _as_float_array("payoff", payoff, ndim=2)
-    if m.size == 0:
-        raise InputError("payoff", "must not be empty")
-    rows = _check_labels("row_labels", row_labels, m.shape[0])
-    cols = _check_labels("col_labels", col_labels, m.shape[1])
+    m, rows, cols = _check_matrix("payoff", payoff, row_labels, col_labels)
     p = q = None
     if row_strategy is not None:
         p = _check_strategy("row_strategy", row_strategy, m.shape[0])
@@ -196,25 +188,9 @@ def payoff_heatmap(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if p is not None:
-            axr = fig.add_subplot(gs[1, 1], sharey=ax)
-            axr.barh(range(len(p)), p, color="#0072B2", height=0.6)
-            _bar_values(axr, p, horizontal=True)
-            axr.set_xlim(0, 1.35)
-            axr.set_xlabel("P(defender plays)")
-            axr.tick_params(labelleft=False, length=0)
-            axr.grid(axis="x", alpha=0.3)
-            for i in np.flatnonzero(p > 1e-6):
-                ax.get_yticklabels()[i].set_fontweight("bold")
+            _marginal(fig.add_subplot(gs[1, 1], sharey=ax), ax, p, horizontal=True)
         if q is not None:
-            axt = fig.add_subplot(gs[0, 0], sharex=ax)
-            axt.bar(range(len(q)), q, color="#D55E00", width=0.6)
-            _bar_values(axt, q, horizontal=False)
-            axt.set_ylim(0, 1.35)
-            axt.set_ylabel("P(attacker\nplays)")
-            axt.tick_params(labelbottom=False, length=0)
-            axt.grid(axis="y", alpha=0.3)
-            for j in np.flatnonzero(q > 1e-6):
-                ax.get_xticklabels()[j].set_fontweight("bold")
+            _marginal(fig.add_subplot(gs[0, 0], sharex=ax), ax, q, horizontal=False)
         # Outline the equilibrium sub-game: cells played with positive probability.
         rows_in = np.flatnonzero(p > 1e-6) if p is not None else np.arange(m.shape[0])
         cols_in = np.flatnonzero(q > 1e-6) if q is not None else np.arange(m.shape[1])
@@ -227,6 +203,16 @@ def payoff_heatmap(
         return _save(fig, path)
 
 
+def _check_matrix(name: str, matrix: object, row_labels: Sequence[str],
+                  col_labels: Sequence[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """The non-empty (R, C) float matrix ``name`` with R row and C column labels."""
+    m = _as_float_array(name, matrix, ndim=2)
+    if m.size == 0:
+        raise InputError(name, "must not be empty")
+    return (m, _check_labels("row_labels", row_labels, m.shape[0]),
+            _check_labels("col_labels", col_labels, m.shape[1]))
+
+
 def _check_strategy(name: str, s: ArrayLike, n: int) -> np.ndarray:
     arr = _as_float_array(name, s)
     if arr.shape != (n,):
@@ -236,11 +222,26 @@ def _check_strategy(name: str, s: ArrayLike, n: int) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
-def _bar_values(ax: Any, values: np.ndarray, *, horizontal: bool) -> None:
-    for i, v in enumerate(values):
-        if v <= 1e-6:
-            continue
+def _marginal(bar_ax: Any, ax: Any, probs: np.ndarray, *, horizontal: bool) -> None:
+    """A player's strategy as bars beside the matrix ``ax`` (the defender's on the right,
+    ``horizontal``; the attacker's on top), its value on each bar played, and the played
+    rows' or columns' tick labels in bold."""
+    if horizontal:
+        bar_ax.barh(range(len(probs)), probs, color="#0072B2", height=0.6)
+        bar_ax.set_xlim(0, 1.35)
+        bar_ax.set_xlabel("P(defender plays)")
+        bar_ax.tick_params(labelleft=False, length=0)
+    else:
+        bar_ax.bar(range(len(probs)), probs, color="#D55E00", width=0.6)
+        bar_ax.set_ylim(0, 1.35)
+        bar_ax.set_ylabel("P(attacker\nplays)")
+        bar_ax.tick_params(labelbottom=False, length=0)
+    bar_ax.grid(axis="x" if horizontal else "y", alpha=0.3)
+    labels = ax.get_yticklabels() if horizontal else ax.get_xticklabels()
+    for i in np.flatnonzero(probs > 1e-6):
+        v = float(probs[i])
         if horizontal:
-            ax.text(v + 0.03, i, f"{v:.2f}", va="center", ha="left", fontsize=9)
+            bar_ax.text(v + 0.03, i, f"{v:.2f}", va="center", ha="left", fontsize=9)
         else:
-            ax.text(i, v + 0.03, f"{v:.2f}", ha="center", va="bottom", fontsize=9)
+            bar_ax.text(i, v + 0.03, f"{v:.2f}", ha="center", va="bottom", fontsize=9)
+        labels[i].set_fontweight("bold")

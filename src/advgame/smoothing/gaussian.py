@@ -27,16 +27,11 @@ from advgame.validate import (
 
 
 def gaussian_counts(
-    model: Model,
-    x: torch.Tensor,
-    sigma: float,
+    model: Model, x: torch.Tensor, sigma: float,
     n: int,
     batch_size: int = 1000,
     generator: torch.Generator | None = None,
-    *,
-    num_classes: int | None = None,
-    noise: str = "shared",
-    progress: bool = False,
+    *, num_classes: int | None = None, noise: str = "shared", progress: bool = False,
 ) -> torch.Tensor:
     """Class counts of the base classifier under isotropic Gaussian noise.
 
@@ -74,17 +69,10 @@ def gaussian_counts(
 
 
 def predict(
-    model: Model,
-    x: torch.Tensor,
-    sigma: float,
-    n: int = 100_000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
+    model: Model, x: torch.Tensor, sigma: float,
+    n: int = 100_000, alpha: float = 0.001, batch_size: int = 1000,
     generator: torch.Generator | None = None,
-    *,
-    num_classes: int | None = None,
-    noise: str = "shared",
-    progress: bool = False,
+    *, num_classes: int | None = None, noise: str = "shared", progress: bool = False,
 ) -> torch.Tensor:
     """Monte-Carlo prediction of the Gaussian-smoothed classifier (Cohen et al.'s PREDICT).
 
@@ -95,19 +83,9 @@ def predict(
     ``G(x)`` with probability at most ``alpha``. Inputs are not clipped.
 
     Args:
-        model: base classifier returning logits (B, K) for inputs (B, ...).
-        x: inputs (N, C, H, W) or (N, d), floating, finite.
-        sigma: noise standard deviation, > 0.
-        n: noise samples per input, >= 1.
+        model, x, sigma, n, batch_size, generator, num_classes, noise, progress: as in
+            :func:`gaussian_counts` (``x`` must be finite; the progress counts ``N * n``).
         alpha: test level in (0, 1).
-        batch_size: rows per forward pass; noise and inputs share batches.
-        generator: source of the noise, on ``x``'s device (None: torch's default).
-        num_classes: if given, the model must return exactly this many logits.
-        noise: ``"shared"`` (one noise stream read by every input; per input the samples
-            are i.i.d.) or ``"independent"`` (a stream per input); see the module notes.
-        progress: report the noisy samples evaluated, ``N * n`` in all, on stderr
-            (:func:`advgame.progress.progress_bar`: a tqdm bar on a terminal, a plain line
-            every 10% in a log file). Off by default.
 
     Returns:
         classes (N,), ``torch.long`` on ``x``'s device, ``-1`` where it abstains.
@@ -130,18 +108,11 @@ def predict(
 
 
 def certify(
-    model: Model,
-    x: torch.Tensor,
-    sigma: float,
+    model: Model, x: torch.Tensor, sigma: float,
     n0: int = 100,
-    n: int = 100_000,
-    alpha: float = 0.001,
-    batch_size: int = 1000,
+    n: int = 100_000, alpha: float = 0.001, batch_size: int = 1000,
     generator: torch.Generator | None = None,
-    *,
-    num_classes: int | None = None,
-    noise: str = "shared",
-    progress: bool = False,
+    *, num_classes: int | None = None, noise: str = "shared", progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Certify the Gaussian-smoothed classifier (Cohen et al.'s CERTIFY), batched.
 
@@ -153,20 +124,12 @@ def certify(
     the L2 ball of that radius. Inputs are not clipped.
 
     Args:
-        model: base classifier returning logits (B, K) for inputs (B, ...).
-        x: inputs (N, C, H, W) or (N, d), floating, finite.
-        sigma: noise standard deviation, > 0.
+        model, x, sigma, batch_size, generator, num_classes, noise, progress: as in
+            :func:`gaussian_counts` (``x`` must be finite; the progress counts
+            ``N * (n0 + n)``).
         n0: selection samples per input, >= 1.
         n: estimation samples per input, >= 1.
         alpha: failure probability in (0, 1).
-        batch_size: rows per forward pass (memory independent of ``n``).
-        generator: source of the noise, on ``x``'s device (None: torch's default).
-        num_classes: if given, the model must return exactly this many logits.
-        noise: ``"shared"`` (one noise stream read by every input; per input the samples
-            are i.i.d.) or ``"independent"`` (a stream per input); see the module notes.
-        progress: report the noisy samples evaluated, ``N * (n0 + n)`` in all, on stderr
-            (:func:`advgame.progress.progress_bar`: a tqdm bar on a terminal, a plain line
-            every 10% in a log file). Off by default.
 
     Returns:
         (classes, radii): classes (N,) ``torch.long`` with ``-1`` = abstain; radii (N,)
@@ -236,11 +199,8 @@ class Smooth:
             check_positive_int("num_classes", self.num_classes)
 
     def predict(
-        self,
-        x: torch.Tensor,
-        n: int = 100_000,
-        alpha: float = 0.001,
-        batch_size: int = 1000,
+        self, x: torch.Tensor,
+        n: int = 100_000, alpha: float = 0.001, batch_size: int = 1000,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Classes (N,) of the smoothed classifier, -1 = abstain (see :func:`predict`)."""
@@ -250,12 +210,9 @@ class Smooth:
         )
 
     def certify(
-        self,
-        x: torch.Tensor,
+        self, x: torch.Tensor,
         n0: int = 100,
-        n: int = 100_000,
-        alpha: float = 0.001,
-        batch_size: int = 1000,
+        n: int = 100_000, alpha: float = 0.001, batch_size: int = 1000,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(classes, radii), each (N,), -1 / 0 where abstaining (see :func:`certify`)."""

@@ -25,8 +25,7 @@ from advgame.validate import (
 
 
 def _shift_predictions(
-    model: Model,
-    x: torch.Tensor,
+    model: Model, x: torch.Tensor,
     shifts: torch.Tensor,
     owner: torch.Tensor,
     which: torch.Tensor,
@@ -67,10 +66,7 @@ def _shift_draw_counts(
 
 
 def mixture_probabilities(
-    model: Model,
-    x: torch.Tensor,
-    shifts: torch.Tensor,
-    probs: torch.Tensor,
+    model: Model, x: torch.Tensor, shifts: torch.Tensor, probs: torch.Tensor,
     batch_size: int = 1000,
     *,
     num_classes: int | None = None,
@@ -110,10 +106,7 @@ def mixture_probabilities(
 
 
 def mixture_counts(
-    model: Model,
-    x: torch.Tensor,
-    shifts: torch.Tensor,
-    probs: torch.Tensor,
+    model: Model, x: torch.Tensor, shifts: torch.Tensor, probs: torch.Tensor,
     n: int,
     batch_size: int = 1000,
     generator: torch.Generator | None = None,
@@ -155,10 +148,7 @@ def mixture_counts(
 
 
 def predict_mixture(
-    model: Model,
-    x: torch.Tensor,
-    shifts: torch.Tensor,
-    probs: torch.Tensor,
+    model: Model, x: torch.Tensor, shifts: torch.Tensor, probs: torch.Tensor,
     n: int = 10_000,
     alpha: float = 0.001,
     batch_size: int = 1000,

@@ -304,9 +304,7 @@ def _phase_of(sample: int, ends: list[int]) -> int:
 
 
 def _noise_counts(
-    model: Model,
-    x: torch.Tensor,
-    sigma: float,
+    model: Model, x: torch.Tensor, sigma: float,
     nums: tuple[int, ...],
     batch_size: int,
     generator: torch.Generator | None,
@@ -343,9 +341,7 @@ def _noise_counts(
 
 
 def _grid_counts(
-    model: Model,
-    x: torch.Tensor,
-    sigma: float,
+    model: Model, x: torch.Tensor, sigma: float,
     pieces: Iterator[_Piece],
     bounds: torch.Tensor,
     phases: int,

@@ -58,6 +58,7 @@ from advgame.defenses.training.minimax import (
 )
 from advgame.defenses.training.sens_fgsm import (
     SensForm,
+    SensObjective,
     SensScale,
     Surrogate,
     sens_fgsm_inputs,
@@ -71,6 +72,7 @@ __all__ = [
     "CatMouseErrors",
     "Oscillation",
     "SensForm",
+    "SensObjective",
     "SensScale",
     "Surrogate",
     "adversarial_training",

@@ -18,10 +18,7 @@ __all__ = [
 
 
 def adversarial_training(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     config: TrainConfig,
     *,
     with_clean: bool = False,

@@ -4,7 +4,9 @@ its first-order form l + eps ||grad_x l||_1, and an optional clean-loss weight."
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -17,6 +19,7 @@ from advgame.validate import check_images, check_labels, check_nonnegative, chec
 
 __all__ = [
     "SensForm",
+    "SensObjective",
     "SensScale",
     "Surrogate",
     "sens_fgsm_inputs",
@@ -109,10 +112,7 @@ def _sens_point(
 
 
 def sens_fgsm_inputs(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     *,
     surrogate: Surrogate = "tanh",
     tau: float = 0.1,
@@ -145,10 +145,7 @@ def sens_fgsm_inputs(
 
 
 def sens_fgsm_loss(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     *,
     form: SensForm = "fgsm",
     surrogate: Surrogate = "tanh",
@@ -204,21 +201,39 @@ def sens_fgsm_loss(
     return (1.0 - clean_weight) * attacked + clean_weight * clean.mean()
 
 
+@dataclass(frozen=True, kw_only=True)
+class SensObjective:
+    """The options of the Sens-FGSM objective, one value for a whole training run.
+
+    The fields are the keyword arguments of :func:`sens_fgsm_loss` (see there for their
+    meaning); ``objective.loss(model, x, y, eps)`` is ``sens_fgsm_loss(model, x, y, eps,
+    **fields)``.
+
+    Example:
+        >>> SensObjective(form="first-order").form
+        'first-order'
+    """
+
+    form: SensForm = "fgsm"
+    surrogate: Surrogate = "tanh"
+    tau: float = 0.1
+    relative_tau: bool = True
+    scale: SensScale = "example"
+    detach_scale: bool = False
+    clean_weight: float = 0.0
+    through: bool = True
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             eps: float) -> torch.Tensor:
+        """:func:`sens_fgsm_loss` with these options (scalar, differentiable in u)."""
+        return sens_fgsm_loss(model, x, y, eps, **dataclasses.asdict(self))
+
+
 def sens_fgsm_train(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     config: TrainConfig,
+    objective: SensObjective = SensObjective(),  # noqa: B008 - frozen, so shared safely
     *,
-    form: SensForm = "fgsm",
-    surrogate: Surrogate = "tanh",
-    tau: float = 0.1,
-    relative_tau: bool = True,
-    scale: SensScale = "example",
-    detach_scale: bool = False,
-    clean_weight: float = 0.0,
-    through: bool = True,
     generator: torch.Generator,
     progress: Callable[[int, float], None] | None = None,
 ) -> TrainHistory:
@@ -228,7 +243,8 @@ def sens_fgsm_train(
         model: classifier (N, ...) -> (N, K).
         x: (N, ...) training inputs in [0, 1]. y: (N,) labels.
         eps: L-inf budget. config: epochs, batch size, learning rate, weight decay.
-        form, surrogate, tau, relative_tau, through: see :func:`sens_fgsm_loss`.
+        objective: the objective's options (:class:`SensObjective`; its defaults are
+            :func:`sens_fgsm_loss`'s).
         generator: CPU generator shuffling the batches.
         progress: called as ``progress(epoch, mean_loss)``.
 
@@ -260,10 +276,7 @@ def sens_fgsm_train(
         for start in range(0, n, config.batch_size):
             idx = order[start:start + config.batch_size]
             xb, yb = x[idx], y[idx]
-            loss = sens_fgsm_loss(model, xb, yb, eps, form=form, surrogate=surrogate, tau=tau,
-                                  relative_tau=relative_tau, scale=scale,
-                                  detach_scale=detach_scale, clean_weight=clean_weight,
-                                  through=through)
+            loss = objective.loss(model, xb, yb, eps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

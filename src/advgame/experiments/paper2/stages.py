@@ -16,6 +16,7 @@ from advgame.attacks.learned import (
     build_attnet,
 )
 from advgame.defenses.training import (
+    SensObjective,
     adversarial_training,
     cat_and_mouse_round,
     learned_minimax,
@@ -106,10 +107,11 @@ def _fine_tuned(
             h = sens_fgsm_train(
                 m, x_tr, y_tr, eta,
                 TrainConfig(epochs=cfg.sens_epochs, batch_size=cfg.batch_size, lr=cfg.lr),
-                form=form, surrogate=cfg.sens_surrogate, tau=cfg.sens_tau,  # type: ignore
-                scale=cfg.sens_scale, detach_scale=cfg.sens_detach_scale,  # type: ignore
-                # the first-order form already holds the clean loss: l + eta ||g||_1
-                clean_weight=cfg.sens_clean_weight if form == "fgsm" else 0.0,
+                SensObjective(
+                    form=form, surrogate=cfg.sens_surrogate, tau=cfg.sens_tau,  # type: ignore
+                    scale=cfg.sens_scale, detach_scale=cfg.sens_detach_scale,  # type: ignore
+                    # the first-order form already holds the clean loss: l + eta ||g||_1
+                    clean_weight=cfg.sens_clean_weight if form == "fgsm" else 0.0),
                 generator=unit_generator(cfg.seed, name + tag),
             )
             work.store.put(f"curve-{name}{tag}", {"loss": h.loss})
