@@ -20,19 +20,8 @@ import torch
 
 from advgame import distributed, smoothing
 from advgame.errors import InputError
-from advgame.experiments.classifier import (
-    ModelConfig,
-    base_results,
-    data_summary,
-    evaluated,
-    evaluation_setup,
-    finish,
-    record_classifier,
-)
-from advgame.experiments.runtime import (
-    Progress,
-    no_progress,
-)
+from advgame.experiments.classifier import ModelConfig, evaluation_setup, finish
+from advgame.experiments.runtime import Progress, no_progress
 from advgame.rng import unit_generator
 from advgame.validate import check_nonnegative, check_positive_int, check_probability
 
@@ -99,7 +88,8 @@ def certify_block(model: torch.nn.Module, x: torch.Tensor, start: int, cfg: Cert
 def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
                 progress: Progress = no_progress) -> dict[str, Any]:
     t0 = time.perf_counter()
-    ds, model, info, x, y, store = evaluation_setup(cfg, out, device, progress)
+    run = evaluation_setup(cfg, out, device, progress)
+    ds, model, x, y = run.ds, run.model, run.x, run.y
     starts = list(range(0, x.shape[0], cfg.block))
     mine = distributed.my_units(starts)
     local: dict[int, Any] = {}
@@ -110,7 +100,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
 
         def compute(s: int = s) -> dict[str, list[Any]]:
             return certify_block(model, x[s:s + cfg.block], s, cfg, ds.num_classes)
-        local[s] = store.get_or_compute(key, compute)
+        local[s] = run.store.get_or_compute(key, compute)
     blocks = distributed.gather_units(local)
     elapsed = time.perf_counter() - tick
     if not distributed.is_main():
@@ -118,18 +108,16 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     classes = np.concatenate([blocks[s]["class"] for s in starts])
     radius = np.concatenate([blocks[s]["radius"] for s in starts])
     correct = classes == y.cpu().numpy()
-    res = base_results("certify", cfg, cfg.seed)
+    res = run.results("certify", cfg, **{"class": classes.tolist(), "radius": radius.tolist(),
+                                          "label": y.tolist()})
     res["timings"]["certify_s"] = elapsed
     res["timings"]["samples_per_s"] = x.shape[0] * (cfg.n + cfg.n0) / max(elapsed, 1e-9)
-    res["data"] = {**data_summary(ds, y), "class": classes.tolist(), "radius": radius.tolist(),
-                   "label": y.tolist(), "world_size": distributed.world_size()}
-    record_classifier(res, info)
     rows = [[r, float(np.mean(correct & (radius >= r)))] for r in cfg.radii]
     res["tables"].append({
         "name": "certified_accuracy",
         "title": f"Certified accuracy of Gaussian smoothing (sigma={cfg.sigma:g}) on "
                  f"{ds.name} {list(ds.classes)}",
-        "caption": f"Fraction of {evaluated(ds, y)} whose certified class is correct "
+        "caption": f"Fraction of {run.evaluated} whose certified class is correct "
                    f"with L2 radius >= r (Cohen et al. 2019; n0={cfg.n0}, n={cfg.n}, "
                    f"alpha={cfg.alpha:g}, {cfg.noise} noise across blocks of "
                    f"{cfg.block} inputs; radii in pixel units of [0, 1] images).",
@@ -137,7 +125,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
     })
     abstain = float(np.mean(classes == -1))
     res["summary"].append(
-        f"On {evaluated(ds, y)}: certified accuracy {rows[0][1]:.3f} at r=0 and "
+        f"On {run.evaluated}: certified accuracy {rows[0][1]:.3f} at r=0 and "
         f"{float(np.mean(correct & (radius >= 0.5))):.3f} at r=0.5 (sigma={cfg.sigma:g}); "
         f"abstained on {abstain:.3f} of inputs; median certified radius of correct inputs "
         f"{float(np.median(radius[correct])) if correct.any() else 0.0:.3f}.")
@@ -146,7 +134,7 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
                                    title=f"Certified accuracy, sigma={cfg.sigma:g}")
     res["figures"].append({
         "name": "certified", "file": "certified.png",
-        "caption": f"Certified accuracy against L2 radius on {evaluated(ds, y)}. The dotted "
+        "caption": f"Certified accuracy against L2 radius on {run.evaluated}. The dotted "
                    f"line is the largest radius n = {cfg.n:,} samples can certify at "
                    f"alpha={cfg.alpha:g} (sigma * Phi^-1(alpha^(1/n)) = {ceiling:.3f}): "
                    f"the curve drops there because of n, whatever the model; more samples "

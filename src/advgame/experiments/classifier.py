@@ -407,18 +407,45 @@ def robust_flags(
     return ok
 
 
-def evaluation_setup(cfg: Any, out: Path, device: torch.device, progress: Progress
-                     ) -> tuple[Dataset, nn.Module, dict[str, Any], torch.Tensor, torch.Tensor,
-                                UnitStore]:
-    """The start of a run that evaluates one classifier (``attack``, ``certify``,
-    ``evaluate``): the output directory, the data, the model (``cfg.model`` or one trained
-    once), the seeded stratified test subset of ``cfg.n_test`` points and the unit store
-    keyed by the config's digest. Returns (ds, model, model info, x, y, store)."""
+@dataclass(frozen=True)
+class EvaluationRun:
+    """What a run that evaluates one classifier (``attack``, ``certify``, ``evaluate``)
+    starts from: the data, the model and its info (see :func:`obtain_model`), the seeded
+    stratified test subset (x, y) and the unit store keyed by the config's digest."""
+
+    ds: Dataset
+    model: nn.Module
+    info: dict[str, Any]
+    x: torch.Tensor
+    y: torch.Tensor
+    store: UnitStore
+
+    @property
+    def evaluated(self) -> str:
+        """The caption phrase of :func:`evaluated` for the subset (counts per class)."""
+        return evaluated(self.ds, self.y)
+
+    def results(self, command: str, cfg: Any, **data: Any) -> dict[str, Any]:
+        """The results head (:func:`base_results`) with ``data`` = the subset's summary
+        (:func:`data_summary`), then ``data``, the world size, and the classifier used
+        (:func:`record_classifier`)."""
+        res = base_results(command, cfg, cfg.seed)
+        res["data"] = {**data_summary(self.ds, self.y), **data,
+                       "world_size": distributed.world_size()}
+        record_classifier(res, self.info)
+        return res
+
+
+def evaluation_setup(cfg: Any, out: Path, device: torch.device,
+                     progress: Progress) -> EvaluationRun:
+    """The start of a run that evaluates one classifier: the output directory, the data,
+    the model (``cfg.model`` or one trained once), the seeded stratified test subset of
+    ``cfg.n_test`` points and the unit store (:class:`EvaluationRun`)."""
     out.mkdir(parents=True, exist_ok=True)
     ds = load_data(cfg)
     model, info = obtain_model_once(cfg, ds, out, device, cfg.model, progress)
     x, y = eval_subset(ds, device, cfg.n_test, cfg.seed)
-    return ds, model, info, x, y, UnitStore(out, config_digest(cfg))
+    return EvaluationRun(ds, model, info, x, y, UnitStore(out, config_digest(cfg)))
 
 
 def run_attack(
@@ -431,7 +458,8 @@ def run_attack(
     torchrun processes: resumed and distributed runs equal one uninterrupted process.
     """
     t0 = time.perf_counter()
-    ds, model, info, x, y, store = evaluation_setup(cfg, out, device, progress)
+    run = evaluation_setup(cfg, out, device, progress)
+    ds, model, x, y, store = run.ds, run.model, run.x, run.y, run.store
     clean = accuracy(model, x, y)
     norm = parse_norm(cfg.norm)
     units = [(a, e, s) for a in cfg.attacks for e in cfg.eps
@@ -457,21 +485,19 @@ def run_attack(
             f = [v for s in range(0, x.shape[0], EVAL_BLOCK)
                  for v in flags[f"attack-{a}-{norm}-{e}-{s}"]]
             acc[a].append(float(np.mean(f)))
-    res = base_results("attack", cfg, cfg.seed)
+    res = run.results("attack", cfg, clean_accuracy=clean, eps=list(cfg.eps),
+                      robust_accuracy=acc)
     res["tables"].append({
         "name": "robust_accuracy",
         "title": f"Robust accuracy under L{norm} attacks on {ds.name} {list(ds.classes)}",
-        "caption": f"Accuracy (fraction of {evaluated(ds, y)}) under each attack at "
+        "caption": f"Accuracy (fraction of {run.evaluated}) under each attack at "
                    f"each eps (L{norm}, inputs in [0,1]); PGD: {cfg.pgd_steps} steps, "
                    f"{cfg.pgd_restarts} restart(s). Clean accuracy {clean:.4f}.",
         "columns": ["attack", "clean"] + [f"eps={e:g}" for e in cfg.eps],
         "rows": [[a.upper(), clean] + acc[a] for a in cfg.attacks],
     })
-    res["data"] = {**data_summary(ds, y), "clean_accuracy": clean, "eps": list(cfg.eps),
-                   "robust_accuracy": acc, "world_size": distributed.world_size()}
-    record_classifier(res, info)
     res["summary"].append(
-        f"On {evaluated(ds, y)}: clean accuracy {clean:.3f}; at eps={cfg.eps[-1]:g} "
+        f"On {run.evaluated}: clean accuracy {clean:.3f}; at eps={cfg.eps[-1]:g} "
         + ", ".join(f"{a.upper()} leaves {acc[a][-1]:.3f}" for a in cfg.attacks) + "."
     )
     _plot_attack(out, res, cfg, acc, clean)

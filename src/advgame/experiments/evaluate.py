@@ -21,20 +21,8 @@ from advgame import distributed
 from advgame.attacks.cascade import ATTACKS, VERSIONS
 from advgame.errors import InputError
 from advgame.evaluation import Evaluation, accuracy_curve, evaluate
-from advgame.experiments.classifier import (
-    ModelConfig,
-    base_results,
-    data_summary,
-    evaluated,
-    evaluation_setup,
-    finish,
-    record_classifier,
-)
-from advgame.experiments.runtime import (
-    Progress,
-    no_progress,
-    sharded_units,
-)
+from advgame.experiments.classifier import ModelConfig, evaluation_setup, finish
+from advgame.experiments.runtime import Progress, no_progress, sharded_units
 from advgame.rng import unit_generator
 from advgame.threat import parse_norm
 from advgame.validate import check_nonnegative, check_positive_int
@@ -88,7 +76,8 @@ def _as_json(ev: Evaluation) -> dict[str, Any]:
 def run_evaluate(cfg: EvaluateConfig, out: Path, device: torch.device,
                  progress: Progress = no_progress) -> dict[str, Any]:
     t0 = time.perf_counter()
-    ds, model, info, x, y, store = evaluation_setup(cfg, out, device, progress)
+    run = evaluation_setup(cfg, out, device, progress)
+    model, x, y = run.model, run.x, run.y
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for k, e in enumerate(cfg.eps):
         def compute(k: int = k, e: float = e) -> dict[str, Any]:
@@ -97,16 +86,13 @@ def run_evaluate(cfg: EvaluateConfig, out: Path, device: torch.device,
                                      checks=cfg.checks))
         jobs.append((f"evaluate-{cfg.norm}-{e}", compute))
     tick = time.perf_counter()
-    results = sharded_units(store, jobs, progress, "evaluate")
+    results = sharded_units(run.store, jobs, progress, "evaluate")
     elapsed = time.perf_counter() - tick
     if not distributed.is_main():
         return {"summary": []}
-    res = base_results("evaluate", cfg, cfg.seed)
+    res = run.results("evaluate", cfg, evaluations=results)
     res["timings"]["evaluate_s"] = elapsed
-    res["data"] = {**data_summary(ds, y), "evaluations": results,
-                   "world_size": distributed.world_size()}
-    record_classifier(res, info)
-    _outputs(cfg, res, results, out, evaluated(ds, y))
+    _outputs(cfg, res, results, out, run.evaluated)
     finish(out, res, t0)
     return res
 

@@ -2,14 +2,7 @@
 
 from advgame.models.architectures import ARCHITECTURES, MLP, LinearModel, SmallCNN, build_model
 from advgame.models.checkpoint import load_checkpoint, save_checkpoint
-from advgame.models.training import (
-    TrainConfig,
-    TrainHistory,
-    accuracy,
-    frozen,
-    predict,
-    train,
-)
+from advgame.models.training import TrainConfig, TrainHistory, accuracy, frozen, predict, train
 
 __all__ = [
     "ARCHITECTURES", "MLP", "LinearModel", "SmallCNN", "TrainConfig", "TrainHistory",

@@ -32,12 +32,7 @@ Modules: ``style`` (shared look and checks), ``curves``, ``matrices``, ``images`
 
 from __future__ import annotations
 
-from advgame.plots.curves import (
-    accuracy_vs_eps,
-    bars,
-    certified_accuracy_vs_radius,
-    convergence,
-)
+from advgame.plots.curves import accuracy_vs_eps, bars, certified_accuracy_vs_radius, convergence
 from advgame.plots.images import example_images
 from advgame.plots.matrices import heatmap, payoff_heatmap
 from advgame.plots.style import DPI

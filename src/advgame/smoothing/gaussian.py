@@ -19,9 +19,7 @@ from advgame.smoothing.sampling import (
     _vote,
 )
 from advgame.smoothing.stats import _check_sigma, certified_radius, lower_confidence_bound
-from advgame.validate import (
-    check_positive_int,
-)
+from advgame.validate import check_positive_int
 
 # --------------------------------------------------------------------------- Gaussian
 

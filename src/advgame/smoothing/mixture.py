@@ -16,10 +16,7 @@ from advgame.smoothing.sampling import (
     _evaluation,
     _vote,
 )
-from advgame.validate import (
-    check_positive_int,
-    check_probability,
-)
+from advgame.validate import check_positive_int, check_probability
 
 # --------------------------------------------------------------------------- mixtures
 

@@ -18,11 +18,7 @@ from torch import nn
 from advgame.errors import InputError
 from advgame.progress import ProgressBar, progress_bar
 from advgame.smoothing.stats import _check_sigma, binomial_pvalue
-from advgame.validate import (
-    check_positive_int,
-    check_probability,
-    check_tensor,
-)
+from advgame.validate import check_positive_int, check_probability, check_tensor
 
 Model = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 

@@ -8,11 +8,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.stats import beta, binom, norm
 
 from advgame.errors import InputError
-from advgame.validate import (
-    check_nonnegative,
-    check_positive_int,
-    check_probability,
-)
+from advgame.validate import check_nonnegative, check_positive_int, check_probability
 
 # --------------------------------------------------------------------------- statistics
 

@@ -37,9 +37,7 @@ Modules: ``cat_and_mouse``, ``sens_fgsm``, ``adversarial``, ``minimax``.
 
 from __future__ import annotations
 
-from advgame.defenses.training.adversarial import (
-    adversarial_training,
-)
+from advgame.defenses.training.adversarial import adversarial_training
 from advgame.defenses.training.cat_and_mouse import (
     CatMouseErrors,
     Oscillation,

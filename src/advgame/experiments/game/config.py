@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advgame.errors import InputError
-from advgame.experiments.classifier import (
-    ModelConfig,
-)
+from advgame.experiments.classifier import ModelConfig
 from advgame.game.oracle import OracleConfig
 from advgame.game.specs import parse_strategies
 from advgame.validate import check_nonnegative, check_positive_int

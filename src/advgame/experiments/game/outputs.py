@@ -12,10 +12,7 @@ from typing import Any
 import numpy as np
 
 from advgame.experiments.game.config import GameConfig
-from advgame.game.payoff import (
-    MixedDefenseEvaluation,
-    PayoffMatrix,
-)
+from advgame.game.payoff import MixedDefenseEvaluation, PayoffMatrix
 
 # --------------------------------------------------------------------------- results
 

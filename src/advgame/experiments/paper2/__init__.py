@@ -39,11 +39,7 @@ import torch
 
 from advgame import distributed
 from advgame.data import class_counts
-from advgame.defenses.training import (
-    cat_and_mouse_errors,
-    error_rate,
-    fgsm_examples,
-)
+from advgame.defenses.training import cat_and_mouse_errors, error_rate, fgsm_examples
 from advgame.experiments.classifier import (
     base_results,
     data_summary,

@@ -6,13 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from advgame.attacks.learned import (
-    OBJECTIVES,
-)
+from advgame.attacks.learned import OBJECTIVES
 from advgame.errors import InputError
-from advgame.experiments.classifier import (
-    ModelConfig,
-)
+from advgame.experiments.classifier import ModelConfig
 from advgame.validate import check_nonnegative, check_positive_int
 
 #: Defenses a run can evaluate (``clean`` = u_0, ``cat-mouse`` = u_1..u_K).

@@ -12,23 +12,13 @@ from torch import nn
 
 from advgame import distributed
 from advgame.attacks import Attack, AttNetAttack, GradientAttack, StrongAttack
-from advgame.attacks.learned import (
-    attnet_saturation,
-    build_attnet,
-    mode_fraction,
-    train_attnet,
-)
-from advgame.defenses.training import (
-    error_rate,
-    fgsm_examples,
-)
+from advgame.attacks.learned import attnet_saturation, build_attnet, mode_fraction, train_attnet
+from advgame.defenses.training import error_rate, fgsm_examples
 from advgame.experiments.paper2.config import Paper2Config
 from advgame.experiments.paper2.stages import _compare_base, _fine_tuned, _sweep_tag
 from advgame.experiments.paper2.work import _flags_to_str, _str_to_flags, _Work
 from advgame.experiments.runtime import Progress, sharded_units
-from advgame.models import (
-    predict,
-)
+from advgame.models import predict
 from advgame.rng import seeded_init, unit_generator
 
 # --------------------------------------------------------------------------- evaluation

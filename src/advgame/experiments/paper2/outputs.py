@@ -8,9 +8,7 @@ from typing import Any
 
 import torch
 
-from advgame.defenses.training import (
-    detect_oscillation,
-)
+from advgame.defenses.training import detect_oscillation
 from advgame.experiments.paper2.config import Paper2Config
 from advgame.experiments.paper2.evaluation import ATTACK_COLUMNS
 from advgame.experiments.paper2.stages import _is_round

@@ -12,9 +12,7 @@ import torch
 from torch import nn
 
 from advgame import distributed
-from advgame.attacks.learned import (
-    build_attnet,
-)
+from advgame.attacks.learned import build_attnet
 from advgame.defenses.training import (
     SensObjective,
     adversarial_training,
@@ -26,12 +24,7 @@ from advgame.defenses.transforms import ReformedClassifier, build_autoencoder, t
 from advgame.experiments.paper2.config import DEFENSES, Paper2Config
 from advgame.experiments.paper2.work import _load_state, _save_state, _Work
 from advgame.experiments.runtime import Progress
-from advgame.models import (
-    TrainConfig,
-    load_checkpoint,
-    save_checkpoint,
-    train,
-)
+from advgame.models import TrainConfig, load_checkpoint, save_checkpoint, train
 from advgame.rng import seeded_init, unit_generator
 
 

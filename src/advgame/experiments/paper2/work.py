@@ -12,16 +12,10 @@ import torch
 from torch import nn
 
 from advgame.data import Dataset
-from advgame.experiments.classifier import (
-    _jsonable_cfg,
-)
+from advgame.experiments.classifier import _jsonable_cfg
 from advgame.experiments.paper2.config import Paper2Config
 from advgame.experiments.runtime import UnitStore
-from advgame.models import (
-    build_model,
-    load_checkpoint,
-    save_checkpoint,
-)
+from advgame.models import build_model, load_checkpoint, save_checkpoint
 from advgame.models.checkpoint import atomic_torch_save
 from advgame.rng import seeded_init
 from advgame.storage import digest
