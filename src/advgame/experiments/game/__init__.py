@@ -117,10 +117,12 @@ def _file_fit(models: Path, device: torch.device, timings: dict[str, float]
 def run_game(
     cfg: GameConfig, out: Path, device: torch.device, progress: Progress = no_progress
 ) -> dict[str, Any]:
-    """Run the empirical game and write ``out/results.json``, figures and ``report.html``.
+    """Run the stages of the module notes on ``device`` and write ``out/results.json``
+    (the payoff table with per-cell seconds, the equilibrium, the deployed mixture, double
+    oracle), its figures and ``out/report.html`` (schema: ``docs/results-schema.md``).
 
-    Returns:
-        the results dictionary (see ``docs/results-schema.md``).
+    Under torchrun the payoff cells are split across the ranks; only rank 0 writes, and the
+    other ranks return ``{"summary": []}``. ``progress`` wraps each stage's iterable.
 
     Example (command line):
         advgame game --config configs/game-mnist.toml --out runs/game-mnist --quick

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -76,33 +77,29 @@ def run_paper1(cfg: Paper1Config, out: Path, device: torch.device,
     def gen(offset: int) -> torch.Generator:
         return torch.Generator(device=device).manual_seed(cfg.seed + offset)
 
-    # 1. Table 1 (and the payoff game) at each configured (eps_a, eps_d)
-    tick = time.perf_counter()
-    jobs: list[tuple[str, Any]] = []
-    for eps_a, eps_d in itertools.product(cfg.eps_a, cfg.eps_d):
-        def compute(eps_a: float = eps_a, eps_d: float = eps_d) -> dict[str, Any]:
-            return table1(cfg, g, eps_a, eps_d, gen(11))
-        jobs.append((f"table1-{eps_a}-{eps_d}", compute))
-    tables = sharded_units(store, jobs, progress, "table 1")
-    timings["table1_s"] = time.perf_counter() - tick
+    def per_budget(key: str, label: str, pairs: Iterable[tuple[float, float]],
+                   unit: Callable[..., dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+        """``unit(cfg, g, eps_a, eps_d, gen(offset))`` at each budget pair, a unit each."""
+        def job(eps_a: float, eps_d: float) -> Callable[[], dict[str, Any]]:
+            return lambda: unit(cfg, g, eps_a, eps_d, gen(offset))
+        tick = time.perf_counter()
+        done = sharded_units(store, [(f"{key}-{a}-{d}", job(a, d)) for a, d in pairs],
+                             progress, label)
+        timings[f"{key}_s"] = time.perf_counter() - tick
+        return done
 
+    # 1. Table 1 (and the payoff game) at each configured (eps_a, eps_d)
+    tables = per_budget("table1", "table 1", itertools.product(cfg.eps_a, cfg.eps_d), table1, 11)
     # 2. eps sweep: over eps_A at the first eps_D, and over eps_D at the last eps_A
-    tick = time.perf_counter()
-    jobs = []
-    for eps_a, eps_d in ([(e, cfg.eps_d[0]) for e in cfg.sweep_eps_a]
-                         + [(cfg.eps_a[-1], e) for e in cfg.sweep_eps_d]):
-        def compute_s(eps_a: float = eps_a, eps_d: float = eps_d) -> dict[str, Any]:
-            return sweep_point(cfg, g, eps_a, eps_d, gen(13))
-        jobs.append((f"sweep-{eps_a}-{eps_d}", compute_s))
-    sweep = sharded_units(store, jobs, progress, "eps sweep")
-    timings["sweep_s"] = time.perf_counter() - tick
+    sweep = per_budget("sweep", "eps sweep", [(e, cfg.eps_d[0]) for e in cfg.sweep_eps_a]
+                       + [(cfg.eps_a[-1], e) for e in cfg.sweep_eps_d], sweep_point, 13)
 
     # 3. convergence in n (the reference v* first: every draw compares with it)
     tick = time.perf_counter()
     eps_a, eps_d = cfg.eps_a[-1], cfg.eps_d[0]
     (ref,) = sharded_units(store, [(f"vstar-{eps_a}-{eps_d}",
                                     lambda: v_star(cfg, g, eps_a, eps_d))])
-    jobs = []
+    jobs: list[tuple[str, Any]] = []
     for n, k in [(n, k) for n in cfg.convergence_ns for k in range(cfg.convergence_draws)]:
         def compute_c(n: int = n, k: int = k) -> dict[str, Any]:
             return convergence_draw(cfg, g, eps_a, eps_d, n, k, ref["value"])

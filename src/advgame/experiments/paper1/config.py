@@ -40,31 +40,44 @@ class Paper1Config(ModelConfig):
     by PGD, BPDA-PGD and AutoAttack (whose Square needs no gradient).
     """
 
+    # the data and the classifier
     classes: tuple[int, ...] | None = (0, 1)
     epochs: int = 10
+
+    # the game: budgets, norms, sweeps
     norm_a: str = "inf"
     norm_d: str = "inf"
     eps_a: tuple[float, ...] = (0.1, 0.2)
     eps_d: tuple[float, ...] = (0.1,)
     sweep_eps_a: tuple[float, ...] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
     sweep_eps_d: tuple[float, ...] = (0.0, 0.025, 0.05, 0.1, 0.15, 0.2)
+
+    # the equilibrium shift's game and its evaluation
     objective: str = "box"
     clip_defense: bool = False
     max_clean_drop: float = 0.01
+
+    # Gaussian smoothing (the vote rows and the certificate)
     sigma: float = 0.25
     n_noise: int = 1000
     alpha: float = 0.001
+
+    # the attacks of Table 1
     pgd_steps: int = 40
     adaptive_eot: int = 16
     autoattack: bool = True
     aa_queries: int = 5000
     preprocessing: bool = True
+
+    # the solvers of v_n
     solver: str = "auto"
     exact_time_limit: float = 30.0
     num_maximizers: int = 8
     restarts: int = 8
     refine_checks: int = 50
     lns_rounds: int = 5
+
+    # the evaluated subset, convergence in n and the diagnostics
     n_test: int | None = None
     convergence_ns: tuple[int, ...] = (10, 25, 50, 100, 200, 400, 800)
     convergence_draws: int = 10

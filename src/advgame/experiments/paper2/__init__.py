@@ -78,10 +78,11 @@ __all__ = ["DEFENSES", "QUICK", "SWEEP_DEFENSES", "Paper2Config", "run_paper2"]
 def run_paper2(
     cfg: Paper2Config, out: Path, device: torch.device, progress: Progress = no_progress
 ) -> dict[str, Any]:
-    """Run S2 end to end and write ``out/results.json``, figures and ``out/report.html``.
-
-    Returns:
-        the results dictionary (see ``docs/results-schema.md``).
+    """Run S2's stages (module notes) with ``cfg`` on ``device``; write
+    ``out/results.json`` (cat-and-mouse rounds, the defense x attack error table, the eta
+    table per architecture), the heatmaps and curves, and ``out/report.html`` (schema:
+    ``docs/results-schema.md``). Returns the results dictionary on rank 0 and
+    ``{"summary": []}`` on the other torchrun ranks.
 
     Example (command line):
         advgame paper2 --quick --out runs/paper2-quick

@@ -84,17 +84,26 @@ class Paper2Config(ModelConfig):
         defenses: which defenses to build and evaluate (see ``DEFENSES``).
     """
 
+    # the classifier, the budget and the eta table
     arch: str = "cnn"
     eta: float = 0.3
+
+    # the cat-and-mouse
     rounds: int = 80
     round_epochs: int = 3
     heatmap_rounds: int = 10
     table_rounds: int = 3
+
+    # the eta table and the architecture comparison
     etas: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6)
     sweep_defenses: tuple[str, ...] = SWEEP_DEFENSES
     compare_archs: tuple[str, ...] = ("mlp",)
+
+    # the cat-and-mouse's training of each round
     warm_start: bool = True
     with_clean: bool = False
+
+    # adversarial training and Sens-FGSM
     adv_epochs: int = 10
     adv_with_clean: bool = True
     sens_epochs: int = 10
@@ -103,10 +112,14 @@ class Paper2Config(ModelConfig):
     sens_scale: str = "example"
     sens_detach_scale: bool = False
     sens_clean_weight: float = 0.5
+
+    # the learned minimax (alternating gradient)
     minimax_iterations: int = 1000
     minimax_k: int = 5
     minimax_lr: float = 1e-3
     minimax_rho: float = 1.0
+
+    # the attack networks (AttNets)
     attnet_hidden: tuple[int, ...] = (300, 300, 300)
     attnet_lr: float = 1e-3
     attnet_epochs: int = 5
@@ -115,6 +128,8 @@ class Paper2Config(ModelConfig):
     attnet_train_size: int | None = None
     attnet_objective: str = "cw"
     attnet_kappa: float = 0.0
+
+    # the evaluation attacks, the reformer and the evaluated subset
     pgd_steps: int = 20
     apgd_steps: int = 100
     square_queries: int = 1000
