@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from advgame.attacks import pgd
-from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter, Preprocessed, bpda
+from advgame.defenses import TransformDefense
+from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter, bpda
 from advgame.errors import InputError
 
 
@@ -34,7 +35,7 @@ def test_bpda_is_straight_through_and_beats_plain_pgd() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))
     x = torch.rand(40, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    defended = Preprocessed(net, BitDepthReduction(3))
+    defended = TransformDefense("bits", BitDepthReduction(3), net)
     y = defended(x).argmax(1)
     # forward identical, gradient the identity's
     torch.testing.assert_close(defended.with_bpda()(x), defended(x))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from advgame.cli import main
 from advgame.errors import InputError
@@ -187,6 +188,37 @@ def test_clipped_defense_and_outside_box() -> None:
     out = target(xr)
     (grad,) = torch.autograd.grad((out[:, 1] - out[:, 0]).sum(), xr)
     torch.testing.assert_close(grad, w)
+
+
+def test_adaptive_models_are_the_deployed_defenses_expectations() -> None:
+    """The S1 strategies as library Defenses: a mixture's attack model is log sum_j p_j
+    softmax(model(x + v_j)) exactly, Gaussian smoothing's is the EOT average over draws
+    shared by the batch, and a transform is attacked as the deployed TransformDefense."""
+    from advgame.defenses import MixedDefense, SmoothingDefense, TransformDefense
+    from advgame.defenses.preprocessing import BitDepthReduction
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+    x = torch.rand(6, 4, dtype=torch.float64)
+    shifts = 0.1 * torch.randn(3, 4, dtype=torch.float64)
+    probs = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    mix = Defense("m", "mixture", shifts, probs)
+    assert isinstance(mix.deployed(model), MixedDefense)
+    expected = torch.log(sum(p * torch.softmax(model(x + v), 1)
+                             for v, p in zip(shifts, probs, strict=True)))
+    torch.testing.assert_close(adaptive_model(mix, model)(x), expected)
+    gauss = Defense("g", "gaussian_payoff", sigma=0.3)
+    target = adaptive_model(gauss, model, eot=5, generator=torch.Generator().manual_seed(2))
+    assert isinstance(target, SmoothingDefense)
+    noise = 0.3 * torch.randn((5, 4), generator=torch.Generator().manual_seed(2),
+                              dtype=torch.float64)
+    manual = torch.log(sum(torch.softmax(model(x + e), 1) for e in noise) / 5)
+    torch.testing.assert_close(target(x), manual)
+    bits = Defense("b", "transform", transform=BitDepthReduction(3))
+    deployed = bits.deployed(model)
+    assert isinstance(deployed, TransformDefense)
+    torch.testing.assert_close(adaptive_model(bits, model)(x),
+                               model(BitDepthReduction(3)(x)))
 
 
 def test_vc_bound_decreases_and_is_vacuous_in_high_dimension() -> None:

@@ -19,11 +19,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from advgame import smoothing
+from advgame.defenses.preprocessing import bpda
 from advgame.defenses.transforms import ReformedClassifier
 from advgame.errors import InputError
 from advgame.models import predict as model_predict
 from advgame.storage import digest
 from advgame.threat import clip_box
+from advgame.validate import check_choice
 
 __all__ = [
     "clip_straight_through",
@@ -150,16 +152,22 @@ class SmoothingDefense(Defense):
     randomized = True
 
     def __init__(self, name: str, model: nn.Module, sigma: float, votes: int = 100,
-                 eot: int = 8, key: str | None = None) -> None:
+                 eot: int = 8, key: str | None = None, *, noise: str = "independent") -> None:
         super().__init__(name, key)
         self.model = model
         self.sigma = float(sigma)
         self.votes = int(votes)
         self.eot = int(eot)
+        self.noise = check_choice("noise", noise, ("independent", "shared"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        noise = torch.randn((self.eot, *x.shape), generator=self.generator, device=x.device,
-                            dtype=x.dtype)
+        """EOT scores (N, K); ``noise="shared"`` adds the same ``eot`` draws to every input
+        of the batch (as :func:`advgame.smoothing.predict`'s shared stream), ``"independent"``
+        draws ``eot`` per input."""
+        shape = (self.eot, *x.shape) if self.noise == "independent" else (self.eot, *x.shape[1:])
+        noise = torch.randn(shape, generator=self.generator, device=x.device, dtype=x.dtype)
+        if self.noise == "shared":
+            noise = noise.unsqueeze(1)
         z = (x.unsqueeze(0) + self.sigma * noise).reshape(self.eot * x.shape[0], *x.shape[1:])
         logp = F.log_softmax(self.model(z), dim=1).reshape(self.eot, x.shape[0], -1)
         return torch.logsumexp(logp, dim=0) - math.log(self.eot)
@@ -189,6 +197,13 @@ class TransformDefense(Defense):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reformed(x)
+
+    def with_bpda(self) -> TransformDefense:
+        """The same defense as a BPDA attacker differentiates it (Athalye et al. 2018): the
+        transform's backward pass replaced by the identity's, forward unchanged
+        (:func:`advgame.defenses.preprocessing.bpda`)."""
+        return TransformDefense(self.name, bpda(self.reformed.autoencoder),
+                                self.reformed.classifier, key=f"{self.key}-bpda")
 
 
 class ExpectedMixture(nn.Module):

@@ -12,8 +12,9 @@ gradient goes to one pixel per window, the rounding's is 0. Gradient attacks on
 ``model(transform(x))`` therefore fail -- gradient masking. BPDA (Athalye, Carlini &
 Wagner 2018) replaces the transform in the *backward* pass by a differentiable
 approximation, here the identity: :func:`bpda` returns the same forward with the
-straight-through gradient, and attacking ``Preprocessed(model, bpda(t))`` while evaluating
-``Preprocessed(model, t)`` is BPDA-PGD.
+straight-through gradient, and attacking ``TransformDefense(name, t, model).with_bpda()``
+while evaluating ``TransformDefense(name, t, model)``
+(:class:`advgame.defenses.TransformDefense`) is BPDA-PGD.
 """
 
 from __future__ import annotations
@@ -96,18 +97,3 @@ def bpda(transform: nn.Module) -> nn.Module:
         True
     """
     return StraightThrough(transform)
-
-
-class Preprocessed(nn.Module):
-    """``model(transform(x))``: a classifier behind an input transform (the deployed
-    defense). ``with_bpda()`` is the same defense as an attacker differentiates it."""
-
-    def __init__(self, model: nn.Module, transform: nn.Module) -> None:
-        super().__init__()
-        self.model, self.transform = model, transform
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.transform(x))
-
-    def with_bpda(self) -> Preprocessed:
-        return Preprocessed(self.model, bpda(self.transform))

@@ -14,7 +14,6 @@ a majority vote (abstention counts as an error) and is scored as such.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +22,13 @@ from torch import nn
 
 from advgame import smoothing
 from advgame.attacks import attack_loop
-from advgame.defenses.base import ShiftDefense, clip_straight_through
-from advgame.defenses.preprocessing import Preprocessed
+from advgame.defenses.base import Defense as LibraryDefense
+from advgame.defenses.base import (
+    MixedDefense,
+    ShiftDefense,
+    SmoothingDefense,
+    TransformDefense,
+)
 from advgame.linear import binary_logit, linear_logit, worst_linear_margin
 from advgame.threat import Norm, clip_box, dual_norm
 
@@ -58,32 +62,24 @@ class Defense:
         probs = [1.0 / k] * k if self.probs is None else self.probs.tolist()
         return self.shifts, probs
 
-
-class ExpectedOverShifts(nn.Module):
-    """log E_v softmax(model(x + v)): the soft smoothed classifier, for EOT attacks.
-
-    ``sampler(n)`` returns the shifts (k, ...) to average over at each call (fixed support
-    for a mixture, fresh Gaussian noise for smoothing).
-    """
-
-    def __init__(self, model: nn.Module, sampler: Callable[[], torch.Tensor],
-                 weights: torch.Tensor | None = None, *, clip: bool = False) -> None:
-        super().__init__()
-        self.model = model
-        self.sampler = sampler
-        self.weights = weights
-        self.clip = clip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shifts = self.sampler()
-        k = shifts.shape[0]
-        z = (x[None] + shifts[:, None]).reshape(k * x.shape[0], *x.shape[1:])
-        if self.clip:
-            z = clip_straight_through(z)
-        p = torch.softmax(self.model(z), dim=1).reshape(k, x.shape[0], -1)
-        wts = (self.weights if self.weights is not None
-               else torch.full((k,), 1.0 / k, device=x.device, dtype=p.dtype))
-        return torch.log((wts[:, None, None] * p).sum(0).clamp_min(1e-12))
+    def deployed(self, model: nn.Module, *, eot: int = 16,
+                 generator: torch.Generator | None = None) -> LibraryDefense:
+        """This strategy as the library's :class:`advgame.defenses.Defense` around
+        ``model``: a :class:`ShiftDefense` (clip straight through when ``clip``), a
+        :class:`MixedDefense` of shifts (attack model: the exact expectation over the
+        support), a :class:`SmoothingDefense` (``eot`` noise draws per forward from
+        ``generator``, shared by the batch) or a :class:`TransformDefense`."""
+        if self.kind == "transform":
+            assert self.transform is not None
+            return TransformDefense(self.name, self.transform, model)
+        if self.kind in ("shift", "mixture"):
+            shifts, probs = self.support()
+            parts = [ShiftDefense(f"{self.name}[{i}]", model, v, clip=self.clip)
+                     for i, v in enumerate(shifts)]
+            return parts[0] if self.kind == "shift" else MixedDefense(self.name, parts, probs)
+        smooth = SmoothingDefense(self.name, model, self.sigma, eot=eot, noise="shared")
+        smooth.set_generator(generator)
+        return smooth
 
 
 def _correct_true(model: nn.Module, z: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
@@ -164,36 +160,11 @@ def outside_box(defense: Defense, z: torch.Tensor) -> float:
 
 def adaptive_model(defense: Defense, model: nn.Module, *, eot: int = 16,
                    generator: torch.Generator | None = None) -> nn.Module:
-    """The network an adaptive white-box attacker differentiates for this defense (for a
-    transform: the defense itself, whose gradient the transform may mask; see
-    :meth:`advgame.defenses.preprocessing.Preprocessed.with_bpda`)."""
-    if defense.kind == "transform":
-        assert defense.transform is not None
-        return Preprocessed(model, defense.transform)
-    if defense.kind == "shift":
-        assert defense.shifts is not None
-        return ShiftDefense(defense.name, model, defense.shifts[0], clip=defense.clip)
-    if defense.kind == "mixture":
-        assert defense.shifts is not None
-        shifts = defense.shifts
-        return ExpectedOverShifts(model, lambda: shifts, defense.probs, clip=defense.clip)
-    sigma = defense.sigma
-
-    def noise_like(ref: torch.Tensor) -> Callable[[], torch.Tensor]:
-        def draw() -> torch.Tensor:
-            return sigma * torch.randn((eot, *ref.shape), generator=generator,
-                                       device=ref.device, dtype=ref.dtype)
-        return draw
-
-    class _Noisy(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return ExpectedOverShifts(self.model, noise_like(x[0]))(x)
-
-    return _Noisy()
+    """The module an adaptive white-box attacker differentiates for this defense: the
+    deployed defense's attack model (EOT over the mixture or the noise; for a transform,
+    the defense itself, whose gradient the transform may mask -- see
+    :meth:`advgame.defenses.TransformDefense.with_bpda`)."""
+    return defense.deployed(model, eot=eot, generator=generator).attack_model()
 
 
 def adaptive_pgd(defense: Defense, model: nn.Module, x: torch.Tensor, y01: torch.Tensor,

@@ -23,7 +23,8 @@ from advgame import smoothing
 from advgame.attacks import fgm, pgd, square
 from advgame.data import Dataset, class_counts, stratified_indices, to_signed
 from advgame.defenses.additive import max_feasible_shift
-from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter, Preprocessed
+from advgame.defenses.base import TransformDefense
+from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter
 from advgame.evaluation import evaluate as evaluate_robustness
 from advgame.experiments.classifier import eval_subset, obtain_model, obtain_model_once
 from advgame.experiments.paper1.config import Paper1Config
@@ -315,7 +316,7 @@ def _strong_columns(cfg: Paper1Config, g: S1Game, d: Defense, eps_a: float,
         out["aa_flags"] = [f.name for f in ev.flags]
     if d.kind == "transform":
         assert d.transform is not None
-        through = Preprocessed(g.model, d.transform).with_bpda()
+        through = TransformDefense(d.name, d.transform, g.model).with_bpda()
         xb = pgd(through, g.x_te, g.y_te, eps_a, na, steps=cfg.pgd_steps, generator=gen)
         point = evaluate(d, g.model, g.w_te, g.b_te, xb, g.ys_te, **kw)[0]
         out["bpda_true"] = float(point.mean())
