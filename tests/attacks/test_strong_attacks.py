@@ -287,6 +287,29 @@ def test_cascade_attacks_only_still_robust_points(monkeypatch: pytest.MonkeyPatc
     assert bool((res.fooled_by[:2] == -2).all())
 
 
+def test_cascade_takes_attack_objects_of_its_threat_model() -> None:
+    """An Attack object is a stage: it runs on the still-robust points with the cascade's
+    generator (same bits as calling it there), and one of another eps or norm is refused."""
+    from advgame.attacks import GradientAttack, StrongAttack
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 4))
+    x = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    y = model(x).argmax(1)
+    sq = StrongAttack("square-200", 0.1, "inf", method="square", queries=200, batch_size=None)
+    r = run_cascade(model, x, y, 0.1, "inf", [sq], torch.Generator().manual_seed(3))
+    direct = square(model, x, y, 0.1, "inf", queries=200,
+                    generator=torch.Generator().manual_seed(3))
+    assert [s.name for s in r.stages] == ["square-200"]
+    with torch.no_grad():
+        assert torch.equal(r.robust, model(direct).argmax(1) == y)
+    for wrong in (GradientAttack("PGD", "pgd", 0.2, "inf"), GradientAttack("PGD", "pgd", 0.1, 2)):
+        with pytest.raises(InputError, match="attacks"):
+            run_cascade(model, x, y, 0.1, "inf", ["apgd-ce", wrong])
+    with pytest.raises(InputError, match="attacks"):
+        run_cascade(model, x, y, 0.1, "inf", [42])  # type: ignore[list-item]
+
+
 def test_auto_attack_is_reproducible_and_inside() -> None:
     torch.manual_seed(1)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 4))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -140,14 +141,27 @@ class CascadeResult:
         return float(self.robust.float().mean())
 
 
-Stages = str | Sequence[str | tuple[str, Stage]]
+Stages = str | Sequence[Any]
+"""A version name, comma-separated names, or a list of names from :data:`ATTACKS`,
+(name, stage) pairs and :class:`advgame.attacks.Attack` objects."""
 
 
-def _stages(attacks: Stages) -> tuple[tuple[str, Stage], ...]:
-    """(name, stage) pairs: a version, comma-separated names, or a list of names and
-    (name, stage) pairs (a caller's own stage, e.g. Square with fewer queries)."""
+def _attack_stage(attack: Any) -> tuple[str, Stage]:
+    """An :class:`advgame.attacks.Attack` as a stage: ``attack.craft(model, x, y,
+    generator=g)`` (its own eps and norm, checked by :func:`_stages`)."""
+    def stage(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm,
+              generator: torch.Generator | None) -> torch.Tensor:
+        return attack.craft(model, x, y, generator=generator)
+    return str(attack.name), stage
+
+
+def _stages(attacks: Stages, eps: float | None = None,
+            norm: Norm | None = None) -> tuple[tuple[str, Stage], ...]:
+    """(name, stage) pairs: a version, comma-separated names, or a list of names, (name,
+    stage) pairs (a caller's own stage, e.g. Square with fewer queries) and Attack objects
+    (whose threat model must be ``eps`` and ``norm`` when given)."""
     if isinstance(attacks, str):
-        items: Sequence[str | tuple[str, Stage]] = (
+        items: Sequence[Any] = (
             VERSIONS[attacks] if attacks in VERSIONS
             else [a.strip() for a in attacks.split(",") if a.strip()])
     else:
@@ -158,7 +172,21 @@ def _stages(attacks: Stages) -> tuple[tuple[str, Stage], ...]:
     if unknown:
         raise InputError("attacks", f"unknown attack(s) {unknown}; choose a version "
                          f"{sorted(VERSIONS)} or names from {sorted(ATTACKS)}")
-    return tuple((a, ATTACKS[a]) if isinstance(a, str) else (str(a[0]), a[1]) for a in items)
+    out = []
+    for a in items:
+        if isinstance(a, str):
+            out.append((a, ATTACKS[a]))
+        elif callable(getattr(a, "craft", None)):
+            if eps is not None and (abs(a.eps - eps) > 1e-12 or a.norm != norm):
+                raise InputError("attacks", f"{a.name} has eps {a.eps:g} (L{a.norm}), the "
+                                 f"evaluation eps {eps:g} (L{norm})")
+            out.append(_attack_stage(a))
+        elif isinstance(a, tuple) and len(a) == 2 and callable(a[1]):
+            out.append((str(a[0]), a[1]))
+        else:
+            raise InputError("attacks", f"expected a name, a (name, stage) pair or an "
+                             f"Attack, got {a!r}")
+    return tuple(out)
 
 
 def run_cascade(
@@ -170,8 +198,9 @@ def run_cascade(
     progress: bool | Callable[[str], None] | None = False,
 ) -> CascadeResult:
     """Run the stages of ``attacks`` (a version name, a comma-separated string, or a list
-    of names from :data:`ATTACKS` and (name, stage) pairs) one after the other, each on the
-    points still robust.
+    of names from :data:`ATTACKS`, (name, stage) pairs and :class:`advgame.attacks.Attack`
+    objects of the same eps and norm) one after the other, each on the points still
+    robust.
 
     Shape: x (N, ...) in [0, 1], y (N,) -> :class:`CascadeResult`.
 
@@ -188,8 +217,9 @@ def run_cascade(
         >>> [s.name for s in r.stages], r.clean_accuracy
         (['apgd-ce', 'square'], 1.0)
     """
-    names = _stages(attacks)
+    _stages(attacks)  # names first: an unknown attack is reported before the inputs
     x, p, e = check_attack_args(x, y, eps, norm)
+    names = _stages(attacks, e, p)
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise InputError("progress", f"must be True, False or a callable, got {progress!r}")
     with eval_mode(model):

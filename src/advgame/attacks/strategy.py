@@ -129,7 +129,10 @@ def _on_device(generator: torch.Generator | None, device: torch.device,
 
 
 def _batched(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor,
-             y: torch.Tensor, batch_size: int) -> torch.Tensor:
+             y: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """``fn`` on batches of ``batch_size`` rows (None: all rows at once), concatenated."""
+    if batch_size is None:
+        return fn(x, y)
     parts = [fn(x[i:i + batch_size], y[i:i + batch_size])
              for i in range(0, x.shape[0], batch_size)]
     return torch.cat(parts) if parts else x.clone()
@@ -139,6 +142,8 @@ class GradientAttack(Attack):
     """FGM / PGD (the one loop of :mod:`advgame.attacks.gradient`) against the target.
 
     PGD with ``restarts`` > 1 keeps, per example, the first run that fools the target.
+    ``box_aware`` (L2): exact steps in ball ∩ box (:func:`advgame.attacks.fgm`).
+    ``batch_size``: rows per call of the loop (None: all at once).
 
     Example:
         >>> atk = GradientAttack("FGSM", "fgm", 0.1, "inf")
@@ -150,11 +155,13 @@ class GradientAttack(Attack):
 
     def __init__(self, name: str, method: str, eps: float, norm: Norm | str = "inf", *,
                  steps: int = 10, step_size: float | None = None, restarts: int = 1,
-                 batch_size: int = 500, key: str | None = None) -> None:
+                 box_aware: bool = False, batch_size: int | None = 500,
+                 key: str | None = None) -> None:
         super().__init__(name, eps, norm, key)
         if method not in ("fgm", "pgd"):
             raise InputError("method", f"must be fgm or pgd, got {method!r}")
         self.method = method
+        self.box_aware = bool(box_aware)
         self.steps = 1 if method == "fgm" else int(steps)
         self.step_size = (self.eps if method == "fgm" else
                           (2.5 * self.eps / self.steps if step_size is None else step_size))
@@ -169,7 +176,8 @@ class GradientAttack(Attack):
             for _ in range(self.restarts):
                 xa = attack_loop(target, xb, yb, eps=self.eps, norm=self.norm,
                                  steps=self.steps, step_size=self.step_size,
-                                 random_start=self.method == "pgd", generator=generator)
+                                 random_start=self.method == "pgd", generator=generator,
+                                 box_aware=self.box_aware)
                 if self.restarts == 1:
                     return xa
                 with torch.no_grad():
@@ -200,7 +208,7 @@ class StrongAttack(Attack):
     def __init__(self, name: str, eps: float, norm: Norm | str = "inf", *,
                  method: str = "apgd", loss: str = "ce", targeted: bool | None = None,
                  steps: int = 100, restarts: int = 1, queries: int = 5000,
-                 version: str = "standard", batch_size: int = 500,
+                 version: str = "standard", batch_size: int | None = 500,
                  key: str | None = None) -> None:
         super().__init__(name, eps, norm, key)
         self.method, self.loss, self.targeted = method, loss, targeted

@@ -21,7 +21,6 @@ import torch
 from torch import nn
 
 from advgame import smoothing
-from advgame.attacks import attack_loop
 from advgame.defenses.base import Defense as LibraryDefense
 from advgame.defenses.base import (
     MixedDefense,
@@ -165,16 +164,6 @@ def adaptive_model(defense: Defense, model: nn.Module, *, eot: int = 16,
     the defense itself, whose gradient the transform may mask -- see
     :meth:`advgame.defenses.TransformDefense.with_bpda`)."""
     return defense.deployed(model, eot=eot, generator=generator).attack_model()
-
-
-def adaptive_pgd(defense: Defense, model: nn.Module, x: torch.Tensor, y01: torch.Tensor,
-                 eps: float, norm: Norm, *, steps: int, generator: torch.Generator | None,
-                 eot: int = 16) -> torch.Tensor:
-    """PGD against the defended classifier (expectation over transformation if random)."""
-    target = adaptive_model(defense, model, eot=eot, generator=generator)
-    return attack_loop(target, x, y01, eps=eps, norm=norm, steps=steps,
-                       step_size=2.5 * eps / steps, random_start=True, generator=generator,
-                       validate=False)
 
 
 def game_constraints(w: torch.Tensor, b: torch.Tensor, x: torch.Tensor, ys: torch.Tensor,

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from advgame import smoothing
-from advgame.attacks import fgm, pgd, square
+from advgame.attacks import GradientAttack, StrongAttack
 from advgame.data import Dataset, class_counts, stratified_indices, to_signed
 from advgame.defenses.additive import max_feasible_shift
 from advgame.defenses.base import TransformDefense
@@ -32,7 +32,6 @@ from advgame.experiments.runtime import Progress
 from advgame.experiments.s1_eval import (
     Defense,
     adaptive_model,
-    adaptive_pgd,
     clean_thresholds,
     evaluate,
     game_constraints,
@@ -40,7 +39,7 @@ from advgame.experiments.s1_eval import (
 )
 from advgame.linear import best_response, linearity_diagnostics, linearize
 from advgame.models import accuracy
-from advgame.threat import Norm, parse_norm
+from advgame.threat import parse_norm
 
 BOX = (0.0, 1.0)
 
@@ -197,6 +196,19 @@ def defenses(cfg: Paper1Config, g: S1Game, shifts: dict[str, dict[str, Any]],
     return out
 
 
+def s1_attacks(cfg: Paper1Config, eps_a: float) -> dict[str, GradientAttack]:
+    """The S1 attacker's gradient strategies at eps_A, by key: ``fgm`` (box-aware FGM, the
+    linearized game's exact best response in ball ∩ box), ``fgm_clip`` (L2 only: the
+    clipped normalized-gradient FGM) and ``pgd`` (``cfg.pgd_steps`` steps, random start);
+    each crafts on the whole test set at once."""
+    na = parse_norm(cfg.norm_a)
+    out = {"fgm": GradientAttack("FGM", "fgm", eps_a, na, box_aware=True, batch_size=None)}
+    if na == "2":
+        out["fgm_clip"] = GradientAttack("FGM clip", "fgm", eps_a, na, batch_size=None)
+    out["pgd"] = GradientAttack("PGD", "pgd", eps_a, na, steps=cfg.pgd_steps, batch_size=None)
+    return out
+
+
 def attack_inputs(cfg: Paper1Config, g: S1Game, eps_a: float,
                   defs: list[tuple[str, Defense, bool]], gen: torch.Generator,
                   *, adaptive: bool = True) -> list[tuple[str, str, torch.Tensor]]:
@@ -208,13 +220,9 @@ def attack_inputs(cfg: Paper1Config, g: S1Game, eps_a: float,
     "PGD→d" attacks defense d itself (white box; EOT for random defenses): one column
     per defense, each a fixed map x -> x_adv that every defense is evaluated against.
     """
-    na = parse_norm(cfg.norm_a)
     x, y = g.x_te, g.y_te
-    out = [("fgm", "FGM", fgm(g.model, x, y, eps_a, na, box_aware=True))]
-    if na == "2":
-        out.append(("fgm_clip", "FGM clip", fgm(g.model, x, y, eps_a, na)))
-    out.append(("pgd", "PGD", pgd(g.model, x, y, eps_a, na, steps=cfg.pgd_steps,
-                                  generator=gen)))
+    atk = s1_attacks(cfg, eps_a)
+    out = [(key, a.name, a.craft(g.model, x, y, generator=gen)) for key, a in atk.items()]
     if not adaptive:
         return out
     done: set[str] = set()
@@ -225,8 +233,8 @@ def attack_inputs(cfg: Paper1Config, g: S1Game, eps_a: float,
         if kind in done:
             continue
         done.add(kind)
-        z = adaptive_pgd(d, g.model, x, y, eps_a, na, steps=cfg.pgd_steps, generator=gen,
-                         eot=cfg.adaptive_eot)
+        target = adaptive_model(d, g.model, eot=cfg.adaptive_eot, generator=gen)
+        z = atk["pgd"].craft(target, x, y, generator=gen)
         out.append((f"pgd_{kind}", f"PGD→{d.name if kind != 'gauss' else 'Gauss'}", z))
     return out
 
@@ -299,14 +307,13 @@ def _strong_columns(cfg: Paper1Config, g: S1Game, d: Defense, eps_a: float,
     if cfg.autoattack:
         q = cfg.aa_queries
 
-        def sq(m: nn.Module, xx: torch.Tensor, yy: torch.Tensor, e: float, p: Norm,
-               gg: torch.Generator | None) -> torch.Tensor:
-            return square(m, xx, yy, e, p, queries=q, generator=gg)
+        sq = StrongAttack(f"square ({q} queries)", eps_a, na, method="square", queries=q,
+                          batch_size=None)
         shared = "gauss" if d.kind.startswith("gaussian") else d.name
         if shared not in cache:
             cache[shared] = evaluate_robustness(
                 target, g.x_te, g.y_te, eps_a, na,
-                ["apgd-ce", "apgd-t", "fab-t", (f"square ({q} queries)", sq)], gen,
+                ["apgd-ce", "apgd-t", "fab-t", sq], gen,
                 checks=False)
         ev = cache[shared]
         point = evaluate(d, g.model, g.w_te, g.b_te, ev.x_adv, g.ys_te, **kw)[0]
@@ -317,7 +324,7 @@ def _strong_columns(cfg: Paper1Config, g: S1Game, d: Defense, eps_a: float,
     if d.kind == "transform":
         assert d.transform is not None
         through = TransformDefense(d.name, d.transform, g.model).with_bpda()
-        xb = pgd(through, g.x_te, g.y_te, eps_a, na, steps=cfg.pgd_steps, generator=gen)
+        xb = s1_attacks(cfg, eps_a)["pgd"].craft(through, g.x_te, g.y_te, generator=gen)
         point = evaluate(d, g.model, g.w_te, g.b_te, xb, g.ys_te, **kw)[0]
         out["bpda_true"] = float(point.mean())
         out["per_point"].append(point)
