@@ -11,6 +11,7 @@ so a resumed or distributed run gives exactly the results of one uninterrupted p
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,18 +61,39 @@ class CertifyConfig(ModelConfig):
 QUICK: dict[str, Any] = {"epochs": 2, "n": 1000, "n_test": 50, "n0": 50}
 
 
-def certification_figure(path: Path, radius: np.ndarray, correct: np.ndarray, *, sigma: float,
-                         n: int, alpha: float, title: str) -> float:
-    """The certified-accuracy curve of Gaussian smoothing at ``sigma`` with its radius
-    ceiling ``sigma * Phi^-1(alpha^(1/n))`` drawn and named; returns the ceiling."""
+def certification_report(res: dict[str, Any], out: Path, radius: np.ndarray,
+                         correct: np.ndarray, *, sigma: float, n0: int, n: int, alpha: float,
+                         radii: Sequence[float], what: str, table: str, title: str,
+                         note: str = "") -> float:
+    """Append to ``res`` the certified-accuracy table (``table``: fraction of ``what``
+    certified correct at L2 radius >= r, for r in ``radii``) and the figure
+    ``out/certified.png``: the curve with its radius ceiling ``sigma * Phi^-1(alpha^(1/n))``
+    drawn and named. ``note`` is added to both captions. Returns the ceiling."""
     from advgame import plots
     from advgame.smoothing import radius_ceiling
 
     ceiling = radius_ceiling(sigma, n, alpha)
     plots.certified_accuracy_vs_radius(
-        path, radius, correct, label=f"Gaussian smoothing σ = {sigma:g}", title=title,
+        out / "certified.png", radius, correct, label=f"Gaussian smoothing σ = {sigma:g}",
+        title=f"{title}, sigma={sigma:g}",
         ceiling=ceiling, ceiling_label=f"largest radius n = {n:,} samples can certify: "
                                        f"σ·Φ⁻¹(α^(1/n)) = {ceiling:.3f}")
+    how = f"Cohen et al. 2019; sigma={sigma:g}, n0={n0}, n={n}, alpha={alpha:g}{note}"
+    res["tables"].append({
+        "name": table, "title": f"{title} (sigma={sigma:g})",
+        "caption": f"Fraction of {what} whose certified class is correct with L2 radius >= r "
+                   f"({how}; radii in pixel units of [0, 1] images; no radius exceeds the "
+                   f"ceiling {ceiling:.3f} that n samples allow).",
+        "columns": ["radius r", "certified accuracy"],
+        "rows": [[r, float(np.mean(correct & (radius >= r)))] for r in radii],
+    })
+    res["figures"].append({
+        "name": "certified", "file": "certified.png",
+        "caption": f"Certified accuracy against L2 radius on {what} ({how}). The dotted "
+                   f"line is the largest radius n = {n:,} samples can certify at "
+                   f"alpha={alpha:g} (sigma * Phi^-1(alpha^(1/n)) = {ceiling:.3f}): "
+                   f"the curve drops there because of n, whatever the model; more samples "
+                   f"move it right."})
     return ceiling
 
 
@@ -112,32 +134,17 @@ def run_certify(cfg: CertifyConfig, out: Path, device: torch.device,
                                           "label": y.tolist()})
     res["timings"]["certify_s"] = elapsed
     res["timings"]["samples_per_s"] = x.shape[0] * (cfg.n + cfg.n0) / max(elapsed, 1e-9)
-    rows = [[r, float(np.mean(correct & (radius >= r)))] for r in cfg.radii]
-    res["tables"].append({
-        "name": "certified_accuracy",
-        "title": f"Certified accuracy of Gaussian smoothing (sigma={cfg.sigma:g}) on "
-                 f"{ds.name} {list(ds.classes)}",
-        "caption": f"Fraction of {run.evaluated} whose certified class is correct "
-                   f"with L2 radius >= r (Cohen et al. 2019; n0={cfg.n0}, n={cfg.n}, "
-                   f"alpha={cfg.alpha:g}, {cfg.noise} noise across blocks of "
-                   f"{cfg.block} inputs; radii in pixel units of [0, 1] images).",
-        "columns": ["radius r", "certified accuracy"], "rows": rows,
-    })
+    certification_report(
+        res, out, radius, correct, sigma=cfg.sigma, n0=cfg.n0, n=cfg.n, alpha=cfg.alpha,
+        radii=cfg.radii, what=run.evaluated, table="certified_accuracy",
+        title=f"Certified accuracy of Gaussian smoothing on {ds.name} {list(ds.classes)}",
+        note=f", {cfg.noise} noise across blocks of {cfg.block} inputs")
+    at = {r: float(np.mean(correct & (radius >= r))) for r in (0.0, 0.5)}
     abstain = float(np.mean(classes == -1))
     res["summary"].append(
-        f"On {run.evaluated}: certified accuracy {rows[0][1]:.3f} at r=0 and "
-        f"{float(np.mean(correct & (radius >= 0.5))):.3f} at r=0.5 (sigma={cfg.sigma:g}); "
+        f"On {run.evaluated}: certified accuracy {at[0.0]:.3f} at r=0 and "
+        f"{at[0.5]:.3f} at r=0.5 (sigma={cfg.sigma:g}); "
         f"abstained on {abstain:.3f} of inputs; median certified radius of correct inputs "
         f"{float(np.median(radius[correct])) if correct.any() else 0.0:.3f}.")
-    ceiling = certification_figure(out / "certified.png", radius, correct, sigma=cfg.sigma,
-                                   n=cfg.n, alpha=cfg.alpha,
-                                   title=f"Certified accuracy, sigma={cfg.sigma:g}")
-    res["figures"].append({
-        "name": "certified", "file": "certified.png",
-        "caption": f"Certified accuracy against L2 radius on {run.evaluated}. The dotted "
-                   f"line is the largest radius n = {cfg.n:,} samples can certify at "
-                   f"alpha={cfg.alpha:g} (sigma * Phi^-1(alpha^(1/n)) = {ceiling:.3f}): "
-                   f"the curve drops there because of n, whatever the model; more samples "
-                   f"move it right."})
     finish(out, res, t0)
     return res

@@ -343,31 +343,15 @@ def diagnostics_outputs(cfg: Paper1Config, res: dict[str, Any], diag: list[dict[
 
 def certification_outputs(cfg: Paper1Config, res: dict[str, Any], cert: dict[str, Any],
                           out: Path) -> None:
-    from advgame.experiments.certify import certification_figure
+    from advgame.experiments.certify import certification_report
 
-    radius = np.array(cert["radius"])
-    correct = np.array(cert["correct"], dtype=bool)
-    ceiling = certification_figure(
-        out / "certified.png", radius, correct, sigma=cfg.sigma, n=cfg.certify_n,
-        alpha=cfg.alpha, title=f"Certified accuracy of Gaussian smoothing (sigma={cfg.sigma:g})")
-    counts = cert.get("class_counts", {})
-    what = ", ".join(f"{v} of class {k}" for k, v in counts.items())
-    grid = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
-    res["figures"].append({
-        "name": "certified", "file": "certified.png",
-        "caption": f"Fraction of {cert['n_points']} test points ({what}) certified correct at "
-                   f"L2 radius >= r (Cohen et al., n0={cfg.certify_n0}, n={cfg.certify_n}, "
-                   f"alpha={cfg.alpha:g}); abstention rate {cert['abstain']:.4f}. No radius "
-                   f"exceeds sigma * Phi^-1(alpha^(1/n)) = {ceiling:.3f}, the largest "
-                   f"certificate n samples can give."})
-    res["tables"].append({
-        "name": "certification", "title": "Certified accuracy (L2) of the smoothed classifier",
-        "caption": f"sigma={cfg.sigma:g}; fraction of {cert['n_points']} test points ({what}) "
-                   f"whose certified class is correct with radius >= r (radius ceiling "
-                   f"{ceiling:.3f} from n = {cfg.certify_n}).",
-        "columns": ["radius r", "certified accuracy"],
-        "rows": [[r, float(np.mean(correct & (radius >= r)))] for r in grid],
-    })
+    what = ", ".join(f"{v} of class {k}" for k, v in cert.get("class_counts", {}).items())
+    certification_report(
+        res, out, np.array(cert["radius"]), np.array(cert["correct"], dtype=bool),
+        sigma=cfg.sigma, n0=cfg.certify_n0, n=cfg.certify_n, alpha=cfg.alpha,
+        radii=[0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0], what=f"{cert['n_points']} test points "
+        f"({what})", table="certification", title="Certified accuracy (L2) of the smoothed "
+        "classifier", note=f"; abstention rate {cert['abstain']:.4f}")
 
 
 def pairs_outputs(cfg: Paper1Config, res: dict[str, Any], summaries: list[dict[str, Any]]) -> None:
