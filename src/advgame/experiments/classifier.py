@@ -161,10 +161,10 @@ def obtain_model(
     own = out / "model.pt"
     if own.is_file():
         model, ck = load_checkpoint(own, map_location=device)
-        if ck.get("meta", {}).get("config") == _jsonable_cfg(cfg):
+        if ck.get("meta", {}).get("config") == jsonable_config(cfg):
             return model, {"source": "resumed", **ck["meta"]}
     model, summary = train_model(cfg, ds, device, progress, data_parallel)
-    meta = {"config": _jsonable_cfg(cfg), **{k: v for k, v in summary.items()
+    meta = {"config": jsonable_config(cfg), **{k: v for k, v in summary.items()
                                             if k != "loss_curve"}}
     if distributed.is_main() if save is None else save:
         save_checkpoint(own, model, arch=cfg.arch, input_shape=ds.input_shape,
@@ -277,7 +277,9 @@ def evaluated(ds: Dataset, y_eval: torch.Tensor) -> str:
     return f"{int(y_eval.shape[0])} test images of {ds.name} ({per})"
 
 
-def _jsonable_cfg(cfg: Any) -> dict[str, Any]:
+def jsonable_config(cfg: Any) -> dict[str, Any]:
+    """The config dataclass ``cfg`` as the JSON dict results.json and checkpoints record
+    (tuples become lists, so a stored config compares equal to a reloaded one)."""
     d = asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
@@ -288,7 +290,7 @@ def base_results(command: str, cfg: Any, seed: int) -> dict[str, Any]:
 
     return {
         "command": command, "advgame_version": advgame.__version__, "created": now_iso(),
-        "seed": seed, "config": _jsonable_cfg(cfg), "versions": versions(), "timings": {},
+        "seed": seed, "config": jsonable_config(cfg), "versions": versions(), "timings": {},
         "summary": [], "tables": [], "figures": [], "data": {},
     }
 

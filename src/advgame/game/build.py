@@ -19,16 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from advgame.attacks import strategy
 from advgame.attacks.learned import train_attnet
-from advgame.attacks.strategy import (
-    Attack,
-    AttNetAttack,
-    GradientAttack,
-    LibraryAttack,
-    StrongAttack,
-    TransferAttack,
-    library_available,
-)
 from advgame.data import stratified_indices
 from advgame.defenses.base import (
     ClassifierDefense,
@@ -148,7 +140,7 @@ class BuildContext:
 
 def train_against_mixture(
     model: nn.Module,
-    attacks: Sequence[Attack],
+    attacks: Sequence[strategy.Attack],
     probs: Sequence[float] | torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -166,7 +158,7 @@ def train_against_mixture(
 
     Example:
         >>> m = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-        >>> atk = GradientAttack("F", "fgm", 0.1)
+        >>> atk = strategy.GradientAttack("F", "fgm", 0.1)
         >>> x, y = torch.rand(8, 1, 2, 2), torch.randint(0, 2, (8,))
         >>> len(train_against_mixture(m, [atk], [1.0], x, y, TrainConfig(epochs=2),
         ...                           generator=torch.Generator().manual_seed(0)))
@@ -280,8 +272,8 @@ def _adversarial_model(spec: AdversarialSpec, key: str, ctx: BuildContext) -> nn
         p.requires_grad_(True)
     cfg = ctx.train_config if spec.epochs is None else \
         dataclasses.replace(ctx.train_config, epochs=spec.epochs)
-    atk = GradientAttack(spec.name, "pgd" if spec.attack == "pgd" else "fgm", spec.eps,
-                         spec.norm, steps=spec.steps)
+    atk = strategy.GradientAttack(spec.name, "pgd" if spec.attack == "pgd" else "fgm",
+                                  spec.eps, spec.norm, steps=spec.steps)
 
     def fit(m: nn.Module) -> None:
         g = ctx.generator(key)
@@ -326,7 +318,7 @@ def _reformer(spec: ReformerSpec, key: str, ctx: BuildContext) -> nn.Module:
 
 def build_attackers(
     specs: Sequence[AttackerSpec], ctx: BuildContext, defenders: Mapping[str, Defense],
-) -> tuple[dict[str, Attack], dict[str, str]]:
+) -> tuple[dict[str, strategy.Attack], dict[str, str]]:
     """Build every attacker spec.
 
     Returns ``({name: Attack}, {name: reason})`` — the second lists the strategies skipped
@@ -343,29 +335,30 @@ def build_attackers(
         >>> atks["PGD"].adaptive, skipped
         (True, {})
     """
-    out: dict[str, Attack] = {}
+    out: dict[str, strategy.Attack] = {}
     skipped: dict[str, str] = {}
     for spec in specs:
         deps = [defenders[d].key for d in spec.dependencies()]
         key = spec_key(spec, deps)
-        a: Attack
+        a: strategy.Attack
         if isinstance(spec, GradientSpec):
-            a = GradientAttack(spec.name, spec.method, spec.eps, spec.norm, steps=spec.steps,
-                               step_size=spec.step_size, restarts=spec.restarts, key=key)
+            a = strategy.GradientAttack(spec.name, spec.method, spec.eps, spec.norm,
+                                        steps=spec.steps, step_size=spec.step_size,
+                                        restarts=spec.restarts, key=key)
         elif isinstance(spec, AttNetSpec):
             xa, ya = ctx.train_subset(spec.train_size)
-            a = AttNetAttack(spec.name, spec.eps, arch=spec.arch, hidden=spec.hidden,
-                             epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
-                             x_train=xa, y_train=ya, key=key)
+            a = strategy.AttNetAttack(spec.name, spec.eps, arch=spec.arch, hidden=spec.hidden,
+                                      epochs=spec.epochs, lr=spec.lr, batch_size=spec.batch_size,
+                                      x_train=xa, y_train=ya, key=key)
             if spec.path is not None:
-                assert isinstance(a, AttNetAttack)
+                assert isinstance(a, strategy.AttNetAttack)
                 if ctx.load_state is None:
                     raise InputError("path", "loading AttNet weights is not available here")
                 net = a.fresh_net(ctx.input_shape, ctx.generator("init-" + key), ctx.device)
-                a = AttNetAttack(spec.name, spec.eps, net=ctx.load_state(spec.path, net),
-                                 key=key)
+                a = strategy.AttNetAttack(spec.name, spec.eps,
+                                          net=ctx.load_state(spec.path, net), key=key)
             elif spec.against != "self":
-                assert isinstance(a, AttNetAttack)
+                assert isinstance(a, strategy.AttNetAttack)
                 target = defenders[spec.against].attack_model()
                 net = a.fresh_net(ctx.input_shape, ctx.generator("init-" + key), ctx.device)
 
@@ -378,10 +371,10 @@ def build_attackers(
                                  batch_size=spec.batch_size, lr=spec.lr,
                                  generator=ctx.generator(key))
                 net = ctx.fit(key, net, fit)
-                a = AttNetAttack(spec.name, spec.eps, net=net, key=key)
+                a = strategy.AttNetAttack(spec.name, spec.eps, net=net, key=key)
         elif isinstance(spec, TransferSpec):
-            inner = GradientAttack(spec.name, spec.method, spec.eps, spec.norm,
-                                   steps=spec.steps)
+            inner = strategy.GradientAttack(spec.name, spec.method, spec.eps, spec.norm,
+                                            steps=spec.steps)
             if spec.surrogate == "independent":
                 sur = ctx.new_classifier(key)
                 cfg = ctx.train_config if spec.epochs is None else \
@@ -392,17 +385,19 @@ def build_attackers(
                 surrogate: nn.Module = frozen(ctx.fit(key, sur, fit_sur))
             else:
                 surrogate = defenders[spec.surrogate]
-            a = TransferAttack(spec.name, surrogate, inner, key=key)
+            a = strategy.TransferAttack(spec.name, surrogate, inner, key=key)
         elif isinstance(spec, StrongSpec):
-            a = StrongAttack(spec.name, spec.eps, spec.norm, method=spec.method, loss=spec.loss,
-                             targeted=spec.targeted, steps=spec.steps, restarts=spec.restarts,
-                             queries=spec.queries, version=spec.version, key=key)
+            a = strategy.StrongAttack(spec.name, spec.eps, spec.norm, method=spec.method,
+                                      loss=spec.loss, targeted=spec.targeted, steps=spec.steps,
+                                      restarts=spec.restarts, queries=spec.queries,
+                                      version=spec.version, key=key)
         elif isinstance(spec, LibrarySpec):
-            if not library_available(spec.library):
+            if not strategy.library_available(spec.library):
                 skipped[spec.name] = f"{spec.library} is not installed"
                 continue
-            a = LibraryAttack(spec.name, spec.library, spec.attack, spec.eps, spec.norm,
-                              params=dict(spec.params), num_classes=ctx.num_classes, key=key)
+            a = strategy.LibraryAttack(spec.name, spec.library, spec.attack, spec.eps, spec.norm,
+                                       params=dict(spec.params), num_classes=ctx.num_classes,
+                                       key=key)
         else:  # pragma: no cover
             raise InputError("attackers", f"unknown kind {spec.kind!r}")
         out[spec.name] = a

@@ -56,16 +56,9 @@ def error_rate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def cat_and_mouse_round(
-    previous: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    eps: float,
-    config: TrainConfig,
-    warm_start: bool = True,
-    with_clean: bool = False,
-    make_model: Callable[[], nn.Module] | None = None,
-    generator: torch.Generator,
+    previous: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, config: TrainConfig,
+    warm_start: bool = True, with_clean: bool = False,
+    make_model: Callable[[], nn.Module] | None = None, generator: torch.Generator,
 ) -> nn.Module:
     """One round of the cat-and-mouse: u_k trained on FGSM examples against u_(k-1).
 
@@ -108,17 +101,9 @@ def cat_and_mouse_round(
 
 
 def cat_and_mouse(
-    u0: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    eps: float,
-    rounds: int,
-    config: TrainConfig,
-    warm_start: bool = True,
-    with_clean: bool = False,
-    make_model: Callable[[], nn.Module] | None = None,
-    generator: torch.Generator,
+    u0: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, rounds: int,
+    config: TrainConfig, warm_start: bool = True, with_clean: bool = False,
+    make_model: Callable[[], nn.Module] | None = None, generator: torch.Generator,
 ) -> Iterator[nn.Module]:
     """Yield u_1, ..., u_K of the cat-and-mouse started from the clean model u_0.
 

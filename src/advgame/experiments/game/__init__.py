@@ -40,16 +40,7 @@ from torch import nn
 
 from advgame.defenses.base import MixedDefense
 from advgame.errors import InputError
-from advgame.experiments.classifier import (
-    _jsonable_cfg,
-    base_results,
-    data_summary,
-    eval_subset,
-    evaluated,
-    finish,
-    load_data,
-    obtain_model,
-)
+from advgame.experiments import classifier as clf
 from advgame.experiments.game.config import DEFAULT_ATTACKERS, DEFAULT_DEFENDERS, QUICK, GameConfig
 from advgame.experiments.game.outputs import (
     _data,
@@ -85,7 +76,7 @@ from advgame.storage import digest
 
 
 def _work_hash(cfg: GameConfig) -> str:
-    return digest({**_jsonable_cfg(cfg.model_config()), "n_test": cfg.n_test})
+    return digest({**clf.jsonable_config(cfg.model_config()), "n_test": cfg.n_test})
 
 
 def _file_fit(models: Path, device: torch.device, timings: dict[str, float]
@@ -132,7 +123,7 @@ def run_game(
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    ds = load_data(cfg)
+    ds = clf.load_data(cfg)
     timings["load_data_s"] = time.perf_counter() - t
     dspecs, aspecs = parse_strategies(cfg.defenders, cfg.attackers)
     aspecs = [dataclasses.replace(
@@ -141,12 +132,12 @@ def run_game(
         if isinstance(s, AttNetSpec) else s for s in aspecs]
 
     t = time.perf_counter()
-    base, info = obtain_model(cfg.model_config(), ds, out, device, progress=progress)
+    base, info = clf.obtain_model(cfg.model_config(), ds, out, device, progress=progress)
     timings["train_clean_s"] = time.perf_counter() - t
     work = out / f"work-{_work_hash(cfg)}"
     store = UnitStore(work)
     x_tr, y_tr = ds.x_train.to(device), ds.y_train.to(device)
-    x_te, y_te = eval_subset(ds, device, cfg.n_test, cfg.seed)
+    x_te, y_te = clf.eval_subset(ds, device, cfg.n_test, cfg.seed)
     n = int(x_te.shape[0])
 
     def load_classifier(path: str) -> nn.Module:
@@ -228,7 +219,7 @@ def run_game(
         timings["double_oracle_s"] = time.perf_counter() - t
     timings.update(fits)
 
-    res = base_results("game", cfg, cfg.seed)
+    res = clf.base_results("game", cfg, cfg.seed)
     res["timings"].update(timings)
     game = {
         "defenders": list(matrix.defenders), "attackers": list(matrix.attackers),
@@ -242,10 +233,10 @@ def run_game(
                             "value": rm.value, "defender_strategy": rm.defender_strategy,
                             "attacker_strategy": rm.attacker_strategy},
     }
-    what = evaluated(ds, y_te)
+    what = clf.evaluated(ds, y_te)
     _tables(res, cfg, what, matrix, game, mixed_eval, do)
     _data(res, cfg, matrix, game, mixed_eval, do, info, work, attacks, defenses)
-    res["data"].update(data_summary(ds, y_te))
+    res["data"].update(clf.data_summary(ds, y_te))
     res["summary"] = _summary(cfg, what, matrix, game, mixed_eval, do)
     masking = masking_flags(cfg.attackers, matrix)
     mixture = mixture_masking(cfg.eval_attackers, mixed_eval.get("outside", []))
@@ -253,7 +244,7 @@ def run_game(
     res["data"]["mixture_masking"] = mixture
     res["summary"].append(_masking_text(masking, cfg.attackers, mixture))
     _figures(out, res, matrix, game, do)
-    finish(out, res, t0)
+    clf.finish(out, res, t0)
     return res
 
 

@@ -204,12 +204,12 @@ def _other_pairs(cfg: Paper1Config, out: Path,
 def run_paper1_with_model(cfg: Paper1Config, out: Path, device: torch.device, model: str,
                           progress: Progress = no_progress) -> dict[str, Any]:
     """As :func:`run_paper1`, on a saved two-class checkpoint instead of a trained one."""
-    from advgame.experiments.classifier import _jsonable_cfg
+    from advgame.experiments.classifier import jsonable_config
     from advgame.models import load_checkpoint, save_checkpoint
 
     m, ck = load_checkpoint(model, map_location=device)
     dest = out / "model" / "model.pt"
     save_checkpoint(dest, m, arch=ck["arch"], input_shape=tuple(ck["input_shape"]),
                     num_classes=ck["num_classes"], kwargs=ck["kwargs"],
-                    meta={**ck.get("meta", {}), "config": _jsonable_cfg(cfg)})
+                    meta={**ck.get("meta", {}), "config": jsonable_config(cfg)})
     return run_paper1(cfg, out, device, progress)

@@ -40,16 +40,7 @@ import torch
 from advgame import distributed
 from advgame.data import class_counts
 from advgame.defenses.training import cat_and_mouse_errors, error_rate, fgsm_examples
-from advgame.experiments.classifier import (
-    base_results,
-    data_summary,
-    eval_subset,
-    evaluated,
-    finish,
-    load_data,
-    obtain_model_once,
-    train_subset,
-)
+from advgame.experiments import classifier as clf
 from advgame.experiments.paper2.config import DEFENSES, QUICK, Paper2Config
 from advgame.experiments.paper2.evaluation import (
     _eta_sweep,
@@ -90,14 +81,14 @@ def run_paper2(
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = load_data(cfg)
+    ds = clf.load_data(cfg)
     work = _Work(cfg, out, ds, device)
     x_tr, y_tr = ds.x_train.to(device), ds.y_train.to(device)
-    x_te, y_te = eval_subset(ds, device, cfg.n_test, cfg.seed)
-    x_att, y_att = train_subset(x_tr, y_tr, cfg.attnet_train_size,
+    x_te, y_te = clf.eval_subset(ds, device, cfg.n_test, cfg.seed)
+    x_att, y_att = clf.train_subset(x_tr, y_tr, cfg.attnet_train_size,
                                 unit_generator(cfg.seed, "attnet-train-subset"))
 
-    u0, info = obtain_model_once(cfg, ds, out, device, progress=progress)
+    u0, info = clf.obtain_model_once(cfg, ds, out, device, progress=progress)
     u0.eval()
     work.timings["train_u0_s"] = float(info.get("train_s") or 0.0)
 
@@ -149,18 +140,18 @@ def run_paper2(
         if got is not None:
             curves[name] = got
 
-    res = base_results("paper2", cfg, cfg.seed)
+    res = clf.base_results("paper2", cfg, cfg.seed)
     res["timings"].update(work.timings)
-    _tables(cfg, res, cells, cm, cm_others, evaluated(ds, y_te))
+    _tables(cfg, res, cells, cm, cm_others, clf.evaluated(ds, y_te))
     _data(cfg, res, cells, cm, cm_others, agreement, curves, info, x_te.shape[0], work)
-    res["data"].update(data_summary(ds, y_te))
+    res["data"].update(clf.data_summary(ds, y_te))
     res["data"]["attnet_train_class_counts"] = class_counts(y_att, ds.classes)
     res["data"]["world_size"] = distributed.world_size()
     res["summary"] = _summary(cfg, res, cells, cm, agreement, x_te.shape[0])
-    rounds_outputs(cfg, res, rounds, out, evaluated(ds, y_te))
-    sweep_outputs(cfg, res, sweep, out, evaluated(ds, y_te))
+    rounds_outputs(cfg, res, rounds, out, clf.evaluated(ds, y_te))
+    sweep_outputs(cfg, res, sweep, out, clf.evaluated(ds, y_te))
     _figures(cfg, out, res, cells, cm, curves)
-    finish(out, res, t0)
+    clf.finish(out, res, t0)
     return res
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from advgame.data import Dataset
-from advgame.experiments.classifier import _jsonable_cfg
+from advgame.experiments.classifier import jsonable_config
 from advgame.experiments.paper2.config import Paper2Config
 from advgame.experiments.runtime import UnitStore
 from advgame.models import build_model, load_checkpoint, save_checkpoint
@@ -24,7 +24,7 @@ from advgame.storage import digest
 
 
 def _config_hash(cfg: Paper2Config) -> str:
-    return digest(_jsonable_cfg(cfg))
+    return digest(jsonable_config(cfg))
 
 
 def _save_state(path: Path, module: nn.Module, meta: dict[str, Any]) -> None:
