@@ -182,33 +182,41 @@ def _square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm
     else:
         best = (x0 + _l2_init(m, c, h, w, eps, gen, dev, dt)).clamp(0.0, 1.0)
     margin = _margin(model, best.reshape(m, *shape[1:]), y0)
+    # the working set: the points not yet fooled, compacted only when one is fooled (no
+    # gathers while it does not change; the order, hence every random draw, is the same)
+    work = torch.nonzero(margin > 0).squeeze(1)
+    cur, orig, yw, mw = best[work], x0[work], y0[work], margin[work]
     for it in range(1, queries):
-        todo = torch.nonzero(margin > 0).squeeze(1)
-        if todo.numel() == 0:
+        if work.numel() == 0:
             break
         frac = p_schedule(p_init, it, queries)
-        cur, orig, k = best[todo], x0[todo], todo.numel()
+        k = work.numel()
         if norm == "inf":
             cand = _linf_step(cur, orig, eps, frac, gen)
         else:
             cand = _l2_step(cur, orig, eps, frac, gen)
-        new_margin = _margin(model, cand.reshape(k, *shape[1:]), y0[todo])
-        better = new_margin < margin[todo]
-        sel = todo[better]
-        best[sel] = cand[better]
-        margin[sel] = new_margin[better]
+        new_margin = _margin(model, cand.reshape(k, *shape[1:]), yw)
+        better = new_margin < mw
+        cur[better] = cand[better]
+        mw[better] = new_margin[better]
+        fooled = ~(mw > 0)
+        if bool(fooled.any()):
+            best[work], margin[work] = cur, mw
+            keep = ~fooled
+            work, cur, orig, yw, mw = work[keep], cur[keep], orig[keep], yw[keep], mw[keep]
+    best[work] = cur
     out[idx] = best.reshape(m, *shape[1:])
     return out
 
 
 def _linf_step(cur: torch.Tensor, orig: torch.Tensor, eps: float, frac: float,
                gen: torch.Generator | None) -> torch.Tensor:
+    """cur with one random window (all channels) set to +-eps around orig, in the box."""
     k, c, h, w = cur.shape
     sh, sw = _window(frac, c, h, w, 1, max(h - 1, 1))
     rows = _offsets(k, sh, h, gen, cur.device)
     cols = _offsets(k, sw, w, gen, cur.device)
     ix = _index(k, c, rows, cols)
-    delta = cur - orig
     window_x, window_cur = orig[ix], cur[ix]
     new = eps * _signs((k, c, 1, 1), gen, cur.device, cur.dtype)
     for _ in range(8):  # redraw the signs of windows the step would leave unchanged
@@ -217,8 +225,9 @@ def _linf_step(cur: torch.Tensor, orig: torch.Tensor, eps: float, frac: float,
             break
         flip = _signs((int(same.sum()), c, 1, 1), gen, cur.device, cur.dtype)
         new[same] = eps * flip
-    delta[ix] = new.expand(k, c, sh, sw)
-    return (orig + delta).clamp(0.0, 1.0)
+    cand = cur.clone()
+    cand[ix] = (window_x + new).clamp(0.0, 1.0)
+    return cand
 
 
 def _l2_init(m: int, c: int, h: int, w: int, eps: float, gen: torch.Generator | None,
