@@ -9,9 +9,14 @@ MNIST digits (10 classes, seeded) -- and the same ``--n`` stratified test images
 - APGD-CE (100 steps, one restart): advgame, torchattacks' ``APGD`` and a minimal
   hand-written loop of the same forward/backward passes (momentum step, projection, clamp;
   no step-size schedule or best-point tracking) -- times and robust accuracies;
-- Square (``--square-queries`` queries): advgame and torchattacks' ``Square``.
+- Square (``--square-queries`` queries): advgame and torchattacks' ``Square``;
+- ART (adversarial-robustness-toolbox), through its ``PyTorchClassifier``: its
+  ``AutoProjectedGradientDescent`` (CE, 100 iterations, one start), ``SquareAttack`` (the
+  same queries) and its ``AutoAttack`` as ART ships it (APGD-CE and APGD-DLR with 5 starts
+  each, DeepFool, Square-5000: not the standard cascade, reported for what it is);
+  ``--skip-art-autoattack`` skips the last.
 
-Needs torchattacks: run it with the bench venv (``scripts/bench-setup.sh``).
+Needs torchattacks and ART: run it with the bench venv (``scripts/bench-setup.sh``).
 
 Usage:
     .venv-bench/bin/python benchmarks/autoattack.py                  # prints Markdown
@@ -66,6 +71,61 @@ def robust(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> float:
         return float((model(x_adv).argmax(1) == y).float().mean())
 
 
+def forward_seconds(model: nn.Module, x: torch.Tensor, reps: int = 100) -> float:
+    """Seconds of one no-grad forward pass of the batch x (mean of ``reps``)."""
+    with torch.no_grad():
+        model(x)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            model(x)
+    return (time.perf_counter() - t0) / reps
+
+
+def art_version() -> str:
+    import art
+
+    return str(art.__version__)
+
+
+def art_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int,
+             autoattack: bool) -> list[tuple[str, float, float]]:
+    """ART's APGD-CE, Square and (optionally) AutoAttack on the same model and images."""
+    import numpy as np
+    from art.attacks.evasion import AutoAttack as ArtAutoAttack
+    from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
+    from art.estimators.classification import PyTorchClassifier
+
+    n = x.shape[0]
+    clf = PyTorchClassifier(model=model, loss=nn.CrossEntropyLoss(),
+                            input_shape=tuple(x.shape[1:]), nb_classes=10,
+                            clip_values=(0.0, 1.0), device_type="cpu")
+    xn, yn = x.numpy(), y.numpy()
+
+    def run(attack: object) -> tuple[float, float]:
+        np.random.seed(0)  # noqa: NPY002 -- ART draws from numpy's global generator
+        xa, t = timed(lambda: attack.generate(x=xn, y=yn))  # type: ignore[attr-defined]
+        return robust(model, torch.from_numpy(xa), y), t
+
+    rows = []
+    acc, t = run(AutoProjectedGradientDescent(
+        clf, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=100, nb_random_init=1,
+        batch_size=n, loss_type="cross_entropy", verbose=False))
+    rows.append(("ART AutoProjectedGradientDescent (CE, 100 steps)", acc, t))
+    acc, t = run(SquareAttack(clf, norm=np.inf, eps=eps, max_iter=queries, p_init=0.8,
+                              nb_restarts=1, batch_size=n, verbose=False))
+    rows.append((f"ART SquareAttack ({queries} queries)", acc, t))
+    if autoattack:
+        acc, t = run(ArtAutoAttack(clf, norm=np.inf, eps=eps, eps_step=2 * eps,
+                                   batch_size=n))
+        rows.append(("ART AutoAttack (its default attacks)", acc, t))
+    return rows
+
+
+def rows_time(rows: list[tuple[str, float, float]], prefix: str) -> float:
+    """Wall time of the first row whose name starts with ``prefix``."""
+    return next(t for name, _, t in rows if name.startswith(prefix))
+
+
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
@@ -81,6 +141,9 @@ def main() -> None:
     ap.add_argument("--square-queries", type=int, default=1000)
     ap.add_argument("--skip-torchattacks-autoattack", action="store_true",
                     help="skip the slowest run (torchattacks' AutoAttack)")
+    ap.add_argument("--skip-art", action="store_true", help="skip every ART run")
+    ap.add_argument("--skip-art-autoattack", action="store_true",
+                    help="skip ART's AutoAttack")
     ap.add_argument("--update", default=None, help="BENCHMARKS.md to update")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,6 +170,10 @@ def main() -> None:
                                                torch.Generator().manual_seed(0)))
     acc_adv = robust(model, cascade.x_adv, y)
     stages = cascade.stages
+    # the least any Square-5000 stage costs: its 5000 forward passes on the points that reach
+    # it (torchattacks' AutoAttack ends with the same Square on the same points)
+    sq_points = next(s.attacked for s in stages if s.name == "square")
+    sq_floor = forward_seconds(model, x[:sq_points]) * 5000 if sq_points else 0.0
     rows.append(("advgame run_cascade('standard')", acc_adv, t_adv))
     # torchattacks' AutoAttack runs APGD, APGD-T and FAB with their default 10 iterations
     # (the reference protocol uses 100): the same cascade at that effort, for equal work
@@ -146,13 +213,16 @@ def main() -> None:
     tsq = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=q, n_restarts=1, seed=0)
     xts, t_tsq = timed(lambda: tsq(x, y))
     rows.append((f"torchattacks Square ({q} queries)", robust(model, xts, y), t_tsq))
+    if not args.skip_art:
+        rows += art_rows(model, x, y, eps, q, not args.skip_art_autoattack)
     load1 = os.getloadavg()[0]
 
     se = math.sqrt(max(acc_adv * (1 - acc_adv), 1e-12) / n)
     command = "python " + " ".join(["benchmarks/autoattack.py", *sys.argv[1:]])
     lines = header_lines(HEADING, command, (load0, load1), f"torch threads: {args.threads}")
     lines += [
-        f"Versions: torch {torch.__version__}, torchattacks {torchattacks.__version__}  ",
+        f"Versions: torch {torch.__version__}, torchattacks {torchattacks.__version__}"
+        + ("" if args.skip_art else f", ART {art_version()}") + "  ",
         "",
         f"Model: advgame SmallCNN trained {args.epochs} epochs on mnist-5k ({train_s:.0f} s), "
         f"clean accuracy {clean:.3f} on {n} stratified test images; L-inf eps = {eps:g}. "
@@ -166,6 +236,11 @@ def main() -> None:
         "advgame cascade stages (points attacked -> fooled, seconds): "
         + "; ".join(f"{s.name} {s.attacked} -> {s.fooled}, {s.time_s:.1f} s" for s in stages)
         + ".",
+        "",
+        f"Floor: 5000 forward passes of the {sq_points} points that reach Square take "
+        f"{sq_floor:.1f} s on this model (measured, {1e3 * sq_floor / 5000:.2f} ms a pass): "
+        "Square-5000 costs that much, advgame's or torchattacks', for the points it does not "
+        "fool.",
     ]
     if not args.skip_torchattacks_autoattack:
         lines += ["", f"Ratios: cascade time / torchattacks AutoAttack time = "
@@ -175,7 +250,26 @@ def main() -> None:
                       f"(difference {acc_adv - acc_ta:+.3f}, one standard error {se:.3f}). "
                       f"APGD: advgame / torchattacks = {t_ap / t_tap:.2f}x, advgame / plain "
                       f"loop = {t_ap / t_plain:.2f}x. Square: advgame / torchattacks = "
-                      f"{t_sq / t_tsq:.2f}x."]
+                      f"{t_sq / t_tsq:.2f}x. Square's forward-pass floor alone is "
+                      f"{sq_floor / t_ta:.2f}x torchattacks' whole AutoAttack time. Target "
+                      f"cascade <= 0.5x torchattacks' AutoAttack: "
+                      f"{'met' if t_adv <= 0.5 * t_ta else 'not met'} ({t_adv / t_ta:.2f}x)."]
+        pre_sq = sum(s.time_s for s in light.stages if s.name != "square")
+        bound = pre_sq + sq_floor
+        lines += ["", f"Reading: at equal effort the stages before Square take {pre_sq:.1f} s; "
+                      f"with Square at its forward-pass floor the cascade could take no less "
+                      f"than {bound:.1f} s = {bound / t_ta:.2f}x torchattacks' AutoAttack, "
+                      f"against the 0.5x target's {0.5 * t_ta:.1f} s"
+                      + (": out of reach without running fewer queries or iterations than "
+                         "the protocol's." if bound > 0.5 * t_ta else
+                         ": within reach by cutting per-query overhead.")]
+    art_aa = [(acc, t) for name, acc, t in rows if name.startswith("ART AutoAttack")]
+    if art_aa:
+        acc_art, t_art = art_aa[0]
+        lines += ["", f"ART: cascade time / ART AutoAttack time = {t_adv / t_art:.2f}x at the "
+                      f"reference effort (robust accuracy {acc_adv:.3f} vs {acc_art:.3f}); "
+                      f"APGD: advgame / ART = {t_ap / rows_time(rows, 'ART AutoProjected'):.2f}x; "
+                      f"Square: advgame / ART = {t_sq / rows_time(rows, 'ART SquareAttack'):.2f}x."]
     section = "\n".join(lines) + "\n"
     print(section)
     if args.update:

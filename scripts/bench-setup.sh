@@ -51,9 +51,10 @@ pins="$(mktemp)"
 trap 'rm -f "$pins"' EXIT
 printf 'torch==2.14.1\ntorchvision==0.29.1\n' > "$pins"
 pip_install -c "$pins" -e .
-pip_install -c "$pins" torchattacks adversarial-robustness-toolbox
+# multiprocess: ART's AutoAttack imports it but ART does not declare it
+pip_install -c "$pins" torchattacks adversarial-robustness-toolbox multiprocess
 "$venv/bin/python" - <<'EOF'
-import art, torch, torchattacks, torchvision
+import art, multiprocess, torch, torchattacks, torchvision  # noqa: F401
 import advgame  # noqa: F401
 print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"torchattacks {torchattacks.__version__}, art {art.__version__}")
