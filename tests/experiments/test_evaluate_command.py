@@ -40,6 +40,10 @@ def test_evaluate_writes_the_cascade_and_resumes(tmp_path: Path, model: Path) ->
     names = {t["name"] for t in res["tables"]}
     assert {"cascade_eps_0.05", "cascade_eps_0.2", "flags", "robust_vs_eps"} <= names
     assert (out / "robust_vs_eps.png").stat().st_size > 0
+    caption = next(f["caption"] for f in res["figures"] if f["name"] == "robust_vs_eps")
+    last = [s["robust_accuracy"] for e in evs for s in e["stages"][-1:]]
+    square_hidden = last == [e["robust_accuracy"] for e in evs]  # worst case drawn over it
+    assert ("after square" in caption) == square_hidden
     assert (out / "report.html").is_file()
     again = load(out) if main(args) == 0 else None  # stored units: the same tables
     assert again is not None and again["tables"] == res["tables"]

@@ -147,7 +147,8 @@ def _outputs(cfg: EvaluateConfig, res: dict[str, Any], results: list[dict[str, A
                           xlabel=f"eps (L{p}, pixel scale [0, 1])", ylabel="robust accuracy")
     res["figures"].append({"name": "robust_vs_eps", "file": "robust_vs_eps.png",
                            "caption": f"Cumulative robust accuracy after each stage of the "
-                                      f"cascade, against eps ({what})."})
+                                      f"cascade, against eps ({what})."
+                                      + _coinciding(curves)})
     flagged = sum(len(r["flags"]) for r in results) + len(curve)
     for r in results:
         s = res["summary"]
@@ -158,6 +159,17 @@ def _outputs(cfg: EvaluateConfig, res: dict[str, Any], results: list[dict[str, A
     res["summary"].append("No gradient-masking check fired." if flagged == 0 else
                           f"{flagged} gradient-masking warning(s): see the flags table; the "
                           f"robust accuracy is then an overestimate.")
+
+
+def _coinciding(curves: dict[str, list[float]]) -> str:
+    """A caption sentence naming the curves hidden under later ones with the same values."""
+    names = list(curves)
+    hidden = [a for i, a in enumerate(names) if any(curves[a] == curves[b]
+                                                    for b in names[i + 1:])]
+    if not hidden:
+        return ""
+    return (f" Hidden under a later curve with the same values: {', '.join(hidden)} (no "
+            "stage after them lowered the accuracy at any eps).")
 
 
 def _shallow(r: dict[str, Any]) -> Evaluation:
