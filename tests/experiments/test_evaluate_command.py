@@ -45,6 +45,11 @@ def test_evaluate_writes_the_cascade_and_resumes(tmp_path: Path, model: Path) ->
     square_hidden = last == [e["robust_accuracy"] for e in evs]  # worst case drawn over it
     assert ("after square" in caption) == square_hidden
     assert (out / "report.html").is_file()
+    for e in evs:  # the summary names the attack that set the number, or none if none did
+        line = next(x for x in res["summary"] if x.startswith(f"At eps={e['eps']:g} "))
+        lowered = e["robust_accuracy"] < e["clean_accuracy"]
+        assert ("last decrease by" in line) == lowered
+        assert ("no attack lowered it" in line) == (not lowered)
     again = load(out) if main(args) == 0 else None  # stored units: the same tables
     assert again is not None and again["tables"] == res["tables"]
 

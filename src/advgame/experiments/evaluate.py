@@ -153,9 +153,11 @@ def _outputs(cfg: EvaluateConfig, res: dict[str, Any], results: list[dict[str, A
     for r in results:
         s = res["summary"]
         worst = min(r["per_attack"], key=lambda k: r["per_attack"][k])
+        last = ("no attack lowered it" if r["per_attack"][worst] >= r["clean_accuracy"]
+                else f"last decrease by {worst}")
         s.append(f"At eps={r['eps']:g} (L{p}): clean accuracy {r['clean_accuracy']:.3f}, robust "
                  f"accuracy {r['robust_accuracy']:.3f} after {', '.join(r['per_attack'])} "
-                 f"(last decrease by {worst}).")
+                 f"({last}).")
     res["summary"].append("No gradient-masking check fired." if flagged == 0 else
                           f"{flagged} gradient-masking warning(s): see the flags table; the "
                           f"robust accuracy is then an overestimate.")
