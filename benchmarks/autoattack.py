@@ -88,8 +88,9 @@ def art_version() -> str:
 
 
 def art_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, queries: int,
-             autoattack: bool) -> list[tuple[str, float, float]]:
-    """ART's APGD-CE, Square and (optionally) AutoAttack on the same model and images."""
+             autoattack: bool) -> dict[str, tuple[str, float, float]]:
+    """ART's APGD-CE, Square and (optionally) AutoAttack on the same model and images:
+    {"apgd" | "square" | "autoattack": (row name, robust accuracy, seconds)}."""
     import numpy as np
     from art.attacks.evasion import AutoAttack as ArtAutoAttack
     from art.attacks.evasion import AutoProjectedGradientDescent, SquareAttack
@@ -106,24 +107,17 @@ def art_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, que
         xa, t = timed(lambda: attack.generate(x=xn, y=yn))  # type: ignore[attr-defined]
         return robust(model, torch.from_numpy(xa), y), t
 
-    rows = []
-    acc, t = run(AutoProjectedGradientDescent(
-        clf, norm=np.inf, eps=eps, eps_step=2 * eps, max_iter=100, nb_random_init=1,
-        batch_size=n, loss_type="cross_entropy", verbose=False))
-    rows.append(("ART AutoProjectedGradientDescent (CE, 100 steps)", acc, t))
-    acc, t = run(SquareAttack(clf, norm=np.inf, eps=eps, max_iter=queries, p_init=0.8,
-                              nb_restarts=1, batch_size=n, verbose=False))
-    rows.append((f"ART SquareAttack ({queries} queries)", acc, t))
+    out = {"apgd": ("ART AutoProjectedGradientDescent (CE, 100 steps)", *run(
+               AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps,
+                                            max_iter=100, nb_random_init=1, batch_size=n,
+                                            loss_type="cross_entropy", verbose=False))),
+           "square": (f"ART SquareAttack ({queries} queries)", *run(
+               SquareAttack(clf, norm=np.inf, eps=eps, max_iter=queries, p_init=0.8,
+                            nb_restarts=1, batch_size=n, verbose=False)))}
     if autoattack:
-        acc, t = run(ArtAutoAttack(clf, norm=np.inf, eps=eps, eps_step=2 * eps,
-                                   batch_size=n))
-        rows.append(("ART AutoAttack (its default attacks)", acc, t))
-    return rows
-
-
-def rows_time(rows: list[tuple[str, float, float]], prefix: str) -> float:
-    """Wall time of the first row whose name starts with ``prefix``."""
-    return next(t for name, _, t in rows if name.startswith(prefix))
+        out["autoattack"] = ("ART AutoAttack (its default attacks)", *run(
+            ArtAutoAttack(clf, norm=np.inf, eps=eps, eps_step=2 * eps, batch_size=n)))
+    return out
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
@@ -213,8 +207,8 @@ def main() -> None:
     tsq = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=q, n_restarts=1, seed=0)
     xts, t_tsq = timed(lambda: tsq(x, y))
     rows.append((f"torchattacks Square ({q} queries)", robust(model, xts, y), t_tsq))
-    if not args.skip_art:
-        rows += art_rows(model, x, y, eps, q, not args.skip_art_autoattack)
+    art = {} if args.skip_art else art_rows(model, x, y, eps, q, not args.skip_art_autoattack)
+    rows += art.values()
     load1 = os.getloadavg()[0]
 
     se = math.sqrt(max(acc_adv * (1 - acc_adv), 1e-12) / n)
@@ -263,13 +257,16 @@ def main() -> None:
                       + (": out of reach without running fewer queries or iterations than "
                          "the protocol's." if bound > 0.5 * t_ta else
                          ": within reach by cutting per-query overhead.")]
-    art_aa = [(acc, t) for name, acc, t in rows if name.startswith("ART AutoAttack")]
-    if art_aa:
-        acc_art, t_art = art_aa[0]
-        lines += ["", f"ART: cascade time / ART AutoAttack time = {t_adv / t_art:.2f}x at the "
-                      f"reference effort (robust accuracy {acc_adv:.3f} vs {acc_art:.3f}); "
-                      f"APGD: advgame / ART = {t_ap / rows_time(rows, 'ART AutoProjected'):.2f}x; "
-                      f"Square: advgame / ART = {t_sq / rows_time(rows, 'ART SquareAttack'):.2f}x."]
+    if art:
+        cascade_vs_art = ""
+        if "autoattack" in art:
+            _, acc_art, t_art = art["autoattack"]
+            cascade_vs_art = (f"cascade time / ART AutoAttack time = {t_adv / t_art:.2f}x at "
+                              f"the reference effort (robust accuracy {acc_adv:.3f} vs "
+                              f"{acc_art:.3f}); ")
+        lines += ["", f"ART: {cascade_vs_art}APGD: advgame / ART = "
+                      f"{t_ap / art['apgd'][2]:.2f}x; Square: advgame / ART = "
+                      f"{t_sq / art['square'][2]:.2f}x."]
     section = "\n".join(lines) + "\n"
     print(section)
     if args.update:

@@ -241,7 +241,7 @@ def project_onto_hyperplane_in_box(
     lo, hi = box
     r = b - (w * z).sum(1)
     g = w * r.sign()[:, None]
-    sg = g.sign()  # float arithmetic, not torch.where on masks: ~5x faster on CPU
+    sg = g.sign()  # float products instead of torch.where on masks (slower on CPU)
     room = (sg.relu() * (hi - z) + (-sg).relu() * (z - lo)).clamp_min(0.0)  # 0 where g = 0
     a = g.abs()
     c = a if norm == "2" else sg.abs()

@@ -201,7 +201,7 @@ def _square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm
         mw[better] = new_margin[better]
         fooled = ~(mw > 0)
         if bool(fooled.any()):
-            best[work], margin[work] = cur, mw
+            best[work] = cur
             keep = ~fooled
             work, cur, orig, yw, mw = work[keep], cur[keep], orig[keep], yw[keep], mw[keep]
     best[work] = cur

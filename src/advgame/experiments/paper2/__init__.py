@@ -86,7 +86,7 @@ def run_paper2(
     x_tr, y_tr = ds.x_train.to(device), ds.y_train.to(device)
     x_te, y_te = clf.eval_subset(ds, device, cfg.n_test, cfg.seed)
     x_att, y_att = clf.train_subset(x_tr, y_tr, cfg.attnet_train_size,
-                                unit_generator(cfg.seed, "attnet-train-subset"))
+                                    unit_generator(cfg.seed, "attnet-train-subset"))
 
     u0, info = clf.obtain_model_once(cfg, ds, out, device, progress=progress)
     u0.eval()
