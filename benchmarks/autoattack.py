@@ -4,8 +4,13 @@ In one process, on one model -- advgame's ``SmallCNN`` trained here on the 5,000
 MNIST digits (10 classes, seeded) -- and the same ``--n`` stratified test images, it runs:
 
 - the cascade: ``advgame.attacks.run_cascade(..., "standard")`` (APGD-CE, APGD-T, FAB-T,
-  Square-5000) and ``torchattacks.AutoAttack(version="standard")``: robust accuracy, its
-  standard error sqrt(p (1 - p) / n), wall time, and the ratio;
+  Square-5000, 100 iterations each as the protocol has it), the reference implementation
+  of the same protocol (Croce & Hein's own code, on PyPI as ``pyautoattack``:
+  ``AutoAttack(version="standard").run_standard_evaluation``, which also runs its few
+  forward/backward passes of checks) with its stage times, and
+  ``torchattacks.AutoAttack(version="standard")`` (whose APGD, APGD-T and FAB run 10
+  iterations): robust accuracy, its standard error sqrt(p (1 - p) / n), wall time, and the
+  ratios;
 - APGD-CE (100 steps, one restart): advgame, torchattacks' ``APGD`` and a minimal
   hand-written loop of the same forward/backward passes (momentum step, projection, clamp;
   no step-size schedule or best-point tracking) -- times and robust accuracies;
@@ -16,7 +21,8 @@ MNIST digits (10 classes, seeded) -- and the same ``--n`` stratified test images
   each, DeepFool, Square-5000: not the standard cascade, reported for what it is);
   ``--skip-art-autoattack`` skips the last.
 
-Needs torchattacks and ART: run it with the bench venv (``scripts/bench-setup.sh``).
+Needs torchattacks, ART and pyautoattack: run it with the bench venv
+(``scripts/bench-setup.sh``).
 
 Usage:
     .venv-bench/bin/python benchmarks/autoattack.py                  # prints Markdown
@@ -26,8 +32,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -120,6 +128,49 @@ def art_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, que
     return out
 
 
+class _StageLog(logging.Handler):
+    """Collects the reference AutoAttack's 'robust accuracy after X: ... (total time T s)'
+    log lines as {stage: cumulative seconds}."""
+
+    pattern = re.compile(r"robust accuracy after (\S+): .*\(total time ([0-9.]+) s\)")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.total: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = self.pattern.search(record.getMessage())
+        if m:
+            self.total[m.group(1).lower()] = float(m.group(2))
+
+
+def reference_row(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
+                  ) -> tuple[tuple[str, float, float], dict[str, float], str]:
+    """Croce & Hein's AutoAttack (``pyautoattack``), standard version, on the same model
+    and images: (row, {stage: seconds of that stage}, version)."""
+    try:
+        import pyautoattack
+    except ImportError:
+        sys.exit("autoattack.py: pyautoattack is missing: run scripts/bench-setup.sh "
+                 "(or pass --skip-reference)")
+    log = logging.getLogger("auto-attack")
+    handler = _StageLog()
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    try:
+        aa = pyautoattack.AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0)
+        (xa, _), t = timed(lambda: aa.run_standard_evaluation(x, y, batch_size=x.shape[0]))
+    finally:
+        log.removeHandler(handler)
+    stages, prev = {}, 0.0
+    for name, total in handler.total.items():
+        stages[name], prev = total - prev, total
+    row = (f"AutoAttack reference code (Croce & Hein, pyautoattack "
+           f"{pyautoattack.__version__}), standard", robust(model, xa, y), t)
+    return row, stages, str(pyautoattack.__version__)
+
+
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
@@ -135,6 +186,8 @@ def main() -> None:
     ap.add_argument("--square-queries", type=int, default=1000)
     ap.add_argument("--skip-torchattacks-autoattack", action="store_true",
                     help="skip the slowest run (torchattacks' AutoAttack)")
+    ap.add_argument("--skip-reference", action="store_true",
+                    help="skip the reference AutoAttack (pyautoattack)")
     ap.add_argument("--skip-art", action="store_true", help="skip every ART run")
     ap.add_argument("--skip-art-autoattack", action="store_true",
                     help="skip ART's AutoAttack")
@@ -169,6 +222,12 @@ def main() -> None:
     sq_points = next(s.attacked for s in stages if s.name == "square")
     sq_floor = forward_seconds(model, x[:sq_points]) * 5000 if sq_points else 0.0
     rows.append(("advgame run_cascade('standard')", acc_adv, t_adv))
+    ref: tuple[str, float, float] | None = None
+    ref_stages: dict[str, float] = {}
+    ref_version = ""
+    if not args.skip_reference:
+        ref, ref_stages, ref_version = reference_row(model, x, y, eps)
+        rows.append(ref)
     # torchattacks' AutoAttack runs APGD, APGD-T and FAB with their default 10 iterations
     # (the reference protocol uses 100): the same cascade at that effort, for equal work
     ATTACKS["apgd-ce@10"] = lambda m, xx, yy, e, p, g: apgd(m, xx, yy, e, p, steps=10,
@@ -216,6 +275,7 @@ def main() -> None:
     lines = header_lines(HEADING, command, (load0, load1), f"torch threads: {args.threads}")
     lines += [
         f"Versions: torch {torch.__version__}, torchattacks {torchattacks.__version__}"
+        + ("" if args.skip_reference else f", pyautoattack {ref_version}")
         + ("" if args.skip_art else f", ART {art_version()}") + "  ",
         "",
         f"Model: advgame SmallCNN trained {args.epochs} epochs on mnist-5k ({train_s:.0f} s), "
@@ -231,9 +291,24 @@ def main() -> None:
         + "; ".join(f"{s.name} {s.attacked} -> {s.fooled}, {s.time_s:.1f} s" for s in stages)
         + ".",
         "",
+    ]
+    if ref is not None:
+        _, acc_ref, t_ref = ref
+        lines += [
+            "Reference AutoAttack stages (seconds): "
+            + "; ".join(f"{k} {v:.1f} s" for k, v in ref_stages.items()) + ".",
+            "",
+            f"Same protocol: cascade time / reference AutoAttack time = {t_adv / t_ref:.2f}x "
+            f"(robust accuracy {acc_adv:.3f} vs {acc_ref:.3f}, difference "
+            f"{acc_adv - acc_ref:+.3f}); per stage "
+            + ", ".join(f"{s.name} {s.time_s / ref_stages[s.name]:.2f}x" for s in stages
+                        if ref_stages.get(s.name)) + ".",
+            "",
+        ]
+    lines += [
         f"Floor: 5000 forward passes of the {sq_points} points that reach Square take "
         f"{sq_floor:.1f} s on this model (measured, {1e3 * sq_floor / 5000:.2f} ms a pass): "
-        "Square-5000 costs that much, advgame's or torchattacks', for the points it does not "
+        "Square-5000 costs that much in any implementation for the points it does not "
         "fool.",
     ]
     if not args.skip_torchattacks_autoattack:

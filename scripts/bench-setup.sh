@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv-bench, a venv separate from .venv, for benchmarking against peer libraries
-# (torchattacks, adversarial-robustness-toolbox). Idempotent: reinstalls only when
-# pyproject.toml or this script changes. Usage: scripts/bench-setup.sh
+# (torchattacks, adversarial-robustness-toolbox, the reference AutoAttack). Idempotent:
+# reinstalls only when pyproject.toml or this script changes. Usage: scripts/bench-setup.sh
 #
 # torchattacks needs torchvision; the only torchvision that imports here is 0.29.1, paired
 # with torch 2.14.1 (both lie on this machine's disk; the torch wheel is a ~5.5 GB CUDA
@@ -51,12 +51,15 @@ pins="$(mktemp)"
 trap 'rm -f "$pins"' EXIT
 printf 'torch==2.14.1\ntorchvision==0.29.1\n' > "$pins"
 pip_install -c "$pins" -e .
-# multiprocess: ART's AutoAttack imports it but ART does not declare it
-pip_install -c "$pins" torchattacks adversarial-robustness-toolbox multiprocess
+# multiprocess: ART's AutoAttack imports it but ART does not declare it.
+# pyautoattack: Croce & Hein's AutoAttack code (github.com/fra31/auto-attack) on PyPI.
+pip_install -c "$pins" torchattacks adversarial-robustness-toolbox multiprocess \
+  "pyautoattack==0.2.0"
 "$venv/bin/python" - <<'EOF'
-import art, multiprocess, torch, torchattacks, torchvision  # noqa: F401
+import art, multiprocess, pyautoattack, torch, torchattacks, torchvision  # noqa: F401
 import advgame  # noqa: F401
 print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, "
-      f"torchattacks {torchattacks.__version__}, art {art.__version__}")
+      f"torchattacks {torchattacks.__version__}, art {art.__version__}, "
+      f"pyautoattack {pyautoattack.__version__}")
 EOF
 echo "$want" > "$stamp"
