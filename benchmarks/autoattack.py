@@ -24,9 +24,14 @@ MNIST digits (10 classes, seeded) -- and the same ``--n`` stratified test images
 Needs torchattacks, ART and pyautoattack: run it with the bench venv
 (``scripts/bench-setup.sh``).
 
+On a standard model most points fall to APGD-CE; ``--adv-train-eps 0.1`` benchmarks a
+PGD-trained model instead, where most points reach FAB-T and Square (its own section).
+
 Usage:
     .venv-bench/bin/python benchmarks/autoattack.py                  # prints Markdown
     .venv-bench/bin/python benchmarks/autoattack.py --update benchmarks/BENCHMARKS.md
+    .venv-bench/bin/python benchmarks/autoattack.py --adv-train-eps 0.1 --skip-art-autoattack \
+        --update benchmarks/BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from bench_common import header_lines, update_section
 from torch import nn
 from torch.nn import functional as F
 
-from advgame.attacks import ATTACKS, apgd, fab, run_cascade, square
+from advgame.attacks import ATTACKS, apgd, fab, pgd, run_cascade, square
 from advgame.data import load_dataset, stratified_indices
 from advgame.models import TrainConfig, accuracy, build_model, train
 
@@ -74,9 +79,34 @@ def plain_apgd_passes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: f
     return x_adv
 
 
+def pgd_training(eps: float) -> Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Madry et al.'s adversarial training as a ``train(perturb=...)``: each batch replaced by
+    L-inf PGD-7 (step 2.5 eps / 7, random start) against the current model."""
+    gen = torch.Generator().manual_seed(1)
+
+    def perturb(m: nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return pgd(m, xb, yb, eps, "inf", steps=7, step_size=2.5 * eps / 7,
+                   random_start=True, generator=gen)
+
+    return perturb
+
+
 def robust(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> float:
+    return float(still_correct(model, x_adv, y).float().mean())
+
+
+def still_correct(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the points x_adv leaves correctly classified."""
     with torch.no_grad():
-        return float((model(x_adv).argmax(1) == y).float().mean())
+        return model(x_adv).argmax(1) == y
+
+
+def agreement(name: str, ours: torch.Tensor, theirs: torch.Tensor) -> str:
+    """Per-point comparison of two robust sets: where each attack fooled a point the other
+    left robust."""
+    return (f"{name}: both leave {int((ours & theirs).sum())} points robust; advgame leaves "
+            f"{int((ours & ~theirs).sum())} robust that {name} fools, {name} leaves "
+            f"{int((~ours & theirs).sum())} robust that advgame fools")
 
 
 def forward_seconds(model: nn.Module, x: torch.Tensor, reps: int = 100) -> float:
@@ -145,9 +175,9 @@ class _StageLog(logging.Handler):
 
 
 def reference_row(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
-                  ) -> tuple[tuple[str, float, float], dict[str, float], str]:
+                  ) -> tuple[tuple[str, float, float], dict[str, float], str, torch.Tensor]:
     """Croce & Hein's AutoAttack (``pyautoattack``), standard version, on the same model
-    and images: (row, {stage: seconds of that stage}, version)."""
+    and images: (row, {stage: seconds of that stage}, version, x_adv)."""
     try:
         import pyautoattack
     except ImportError:
@@ -168,7 +198,7 @@ def reference_row(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float
         stages[name], prev = total - prev, total
     row = (f"AutoAttack reference code (Croce & Hein, pyautoattack "
            f"{pyautoattack.__version__}), standard", robust(model, xa, y), t)
-    return row, stages, str(pyautoattack.__version__)
+    return row, stages, str(pyautoattack.__version__), xa
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
@@ -183,6 +213,9 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=0.1, help="L-inf budget")
     ap.add_argument("--epochs", type=int, default=5, help="training epochs of the CNN")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--adv-train-eps", type=float, default=0.0,
+                    help="train the CNN with PGD-7 adversarial training at this L-inf eps "
+                         "(default 0: standard training); its section is separate")
     ap.add_argument("--square-queries", type=int, default=1000)
     ap.add_argument("--skip-torchattacks-autoattack", action="store_true",
                     help="skip the slowest run (torchattacks' AutoAttack)")
@@ -201,8 +234,9 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model("cnn", ds.input_shape, 10)
     t0 = time.perf_counter()
+    perturb = pgd_training(args.adv_train_eps) if args.adv_train_eps > 0 else None
     train(model, ds.x_train, ds.y_train, TrainConfig(epochs=args.epochs),
-          generator=torch.Generator().manual_seed(0))
+          generator=torch.Generator().manual_seed(0), perturb=perturb)
     train_s = time.perf_counter() - t0
     model.eval()
     for p in model.parameters():
@@ -223,11 +257,14 @@ def main() -> None:
     sq_floor = forward_seconds(model, x[:sq_points]) * 5000 if sq_points else 0.0
     rows.append(("advgame run_cascade('standard')", acc_adv, t_adv))
     ref: tuple[str, float, float] | None = None
+    agree: list[str] = []
     ref_stages: dict[str, float] = {}
     ref_version = ""
     if not args.skip_reference:
-        ref, ref_stages, ref_version = reference_row(model, x, y, eps)
+        ref, ref_stages, ref_version, x_ref = reference_row(model, x, y, eps)
         rows.append(ref)
+        agree.append(agreement("the reference code", still_correct(model, cascade.x_adv, y),
+                               still_correct(model, x_ref, y)))
     # torchattacks' AutoAttack runs APGD, APGD-T and FAB with their default 10 iterations
     # (the reference protocol uses 100): the same cascade at that effort, for equal work
     ATTACKS["apgd-ce@10"] = lambda m, xx, yy, e, p, g: apgd(m, xx, yy, e, p, steps=10,
@@ -247,6 +284,8 @@ def main() -> None:
                                      n_classes=10, seed=0)
         xt, t_ta = timed(lambda: aa(x, y))
         acc_ta = robust(model, xt, y)
+        agree.append(agreement("torchattacks", still_correct(model, cascade.x_adv, y),
+                               still_correct(model, xt, y)))
         rows.append(("torchattacks AutoAttack(standard)", acc_ta, t_ta))
     g = torch.Generator().manual_seed(0)
     xa, t_ap = timed(lambda: apgd(model, x, y, eps, "inf", steps=100, generator=g))
@@ -272,13 +311,18 @@ def main() -> None:
 
     se = math.sqrt(max(acc_adv * (1 - acc_adv), 1e-12) / n)
     command = "python " + " ".join(["benchmarks/autoattack.py", *sys.argv[1:]])
-    lines = header_lines(HEADING, command, (load0, load1), f"torch threads: {args.threads}")
+    heading, how = HEADING, "trained"
+    if args.adv_train_eps > 0:
+        heading += f", PGD-trained model (eps {args.adv_train_eps:g})"
+        how = (f"adversarially trained (Madry et al.: every batch replaced by L-inf PGD-7 "
+               f"at eps {args.adv_train_eps:g}, step 2.5 eps / 7, random start)")
+    lines = header_lines(heading, command, (load0, load1), f"torch threads: {args.threads}")
     lines += [
         f"Versions: torch {torch.__version__}, torchattacks {torchattacks.__version__}"
         + ("" if args.skip_reference else f", pyautoattack {ref_version}")
         + ("" if args.skip_art else f", ART {art_version()}") + "  ",
         "",
-        f"Model: advgame SmallCNN trained {args.epochs} epochs on mnist-5k ({train_s:.0f} s), "
+        f"Model: advgame SmallCNN {how} {args.epochs} epochs on mnist-5k ({train_s:.0f} s), "
         f"clean accuracy {clean:.3f} on {n} stratified test images; L-inf eps = {eps:g}. "
         f"Standard error of a robust accuracy p: sqrt(p(1-p)/n) = {se:.3f} at "
         f"p = {acc_adv:.3f}.",
@@ -305,6 +349,8 @@ def main() -> None:
                         if ref_stages.get(s.name)) + ".",
             "",
         ]
+    if agree:
+        lines += ["Per point, against the cascade: " + "; ".join(agree) + ".", ""]
     lines += [
         f"Floor: 5000 forward passes of the {sq_points} points that reach Square take "
         f"{sq_floor:.1f} s on this model (measured, {1e3 * sq_floor / 5000:.2f} ms a pass): "
