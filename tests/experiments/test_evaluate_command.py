@@ -54,8 +54,50 @@ def test_evaluate_writes_the_cascade_and_resumes(tmp_path: Path, model: Path) ->
     assert again is not None and again["tables"] == res["tables"]
 
 
+def test_evaluate_a_quantizer_defense_is_flagged_and_bpda_sees_through_it(
+        tmp_path: Path, model: Path) -> None:
+    """3-bit quantization in front of the model: its gradient is zero, so the gradient
+    stages fail, Square sets the number and the checks say so; BPDA's attacks get the
+    gradient back (lower robust accuracy from the gradient stages, no flag)."""
+    common = ["evaluate", *TRAIN, "--model", str(model), "--eps", "0.1", "--n-test", "40",
+              "--attacks", "apgd-ce,square", "--defense", "bit-depth:3"]
+    assert main([*common, "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--bpda", "--out", str(tmp_path / "bpda")]) == 0
+    plain, bpda = load(tmp_path / "plain"), load(tmp_path / "bpda")
+    ev, eb = plain["data"]["evaluations"][0], bpda["data"]["evaluations"][0]
+    assert "3-bit depth reduction" in plain["data"]["defense"]
+    assert "BPDA" in bpda["data"]["defense"] and "BPDA" in bpda["summary"][0]
+    assert {"zero_gradients", "gradient_free_beats_gradient"} <= {f["name"] for f in ev["flags"]}
+    assert ev["per_attack"]["apgd-ce"] == ev["clean_accuracy"]  # APGD-CE fooled nothing
+    assert ev["per_attack"]["square"] < ev["clean_accuracy"]
+    assert eb["clean_accuracy"] == ev["clean_accuracy"]  # the same forward pass
+    assert eb["per_attack"]["apgd-ce"] < ev["per_attack"]["apgd-ce"]
+    assert "zero_gradients" not in {f["name"] for f in eb["flags"]}
+
+
+def test_evaluate_a_randomized_defense_is_flagged_without_eot(tmp_path: Path,
+                                                              model: Path) -> None:
+    args = ["evaluate", *TRAIN, "--model", str(model), "--eps", "0.1", "--n-test", "20",
+            "--attacks", "apgd-ce", "--defense", "smoothing:0.25", "--eot", "2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    ev = load(tmp_path / "a")["data"]["evaluations"][0]
+    assert "random_outputs_without_eot" in {f["name"] for f in ev["flags"]}
+    # the defense's noise is seeded per unit: a second run repeats the first bit for bit
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    eb = load(tmp_path / "b")["data"]["evaluations"][0]
+    for e in (ev, eb):
+        for s in e["stages"]:
+            s.pop("time_s")
+    assert eb == ev
+
+
 @pytest.mark.parametrize("flags", [["--attacks", "magic"], ["--eps", "-0.1"],
-                                   ["--norm", "3"], ["--n-test", "0"]])
+                                   ["--norm", "3"], ["--n-test", "0"],
+                                   ["--defense", "jpeg"], ["--defense", "median:2"],
+                                   ["--defense", "bit-depth:0"], ["--defense", "smoothing:x"],
+                                   ["--defense", "none:1"], ["--bpda"],
+                                   ["--defense", "smoothing:0.25", "--bpda"],
+                                   ["--eot", "0"]])
 def test_evaluate_bad_input_exits_2(tmp_path: Path, model: Path, flags: list[str],
                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bad"

@@ -149,8 +149,18 @@ def evaluate_flags(p: argparse.ArgumentParser) -> None:
                    help="attack budgets, pixel units of [0, 1] images")
     p.add_argument("--attacks", default=None,
                    help="standard, plus, rand, or attack names joined by commas "
-                        "(apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, pgd, fgm, cw)")
+                        "(apgd-ce, apgd-dlr, apgd-t, fab, fab-t, square, pgd, fgm, cw; "
+                        "apgd-ce-eot, apgd-dlr-eot: gradients averaged over 20 draws; "
+                        "apgd-ce-5, apgd-dlr-5, fab-5, square-5: 5 restarts)")
     p.add_argument("--n-test", dest="n_test", type=int, default=None,
                    help="test points evaluated, a seeded stratified sample")
     p.add_argument("--no-checks", dest="checks", action="store_const", const=False,
                    default=None, help="skip the gradient-masking checks' extra attacks")
+    p.add_argument("--defense", default=None,
+                   help="a defense in front of the model: none, median:K (K x K median "
+                        "filter), bit-depth:B (B-bit quantization), smoothing:SIGMA "
+                        "(Gaussian noise, randomized)")
+    p.add_argument("--bpda", action="store_const", const=True, default=None,
+                   help="attack median / bit-depth through BPDA (identity backward pass)")
+    p.add_argument("--eot", type=int, default=None,
+                   help="noise draws averaged per call of the smoothing defense's scores")

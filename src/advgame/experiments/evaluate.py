@@ -5,10 +5,18 @@ seeded stratified sample of the test set; results.json holds the per-stage casca
 worst case per point and the gradient-masking flags; the report shows the cascade tables,
 the flags and robust accuracy against eps. Each eps is a stored unit (a rerun resumes) and
 the eps values are shared out across torchrun processes.
+
+``defense`` puts one of the library's defenses in front of the model, so that the checks
+meet the defenses they exist for: ``median:K`` (K x K median filter) and ``bit-depth:B``
+(B-bit quantization) are input-dependent preprocessing (``bpda``: the attacks
+differentiate the transform as the identity, Athalye et al. 2018; the forward pass, hence
+every decision, is unchanged), ``smoothing:SIGMA`` the randomized Gaussian-noise classifier
+(its scores average ``eot`` noise draws per call; ``--attacks rand`` adds EOT to APGD).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from advgame import distributed
 from advgame.attacks.cascade import ATTACKS, VERSIONS
+from advgame.defenses import Defense, SmoothingDefense, TransformDefense
+from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter
 from advgame.errors import InputError
 from advgame.evaluation import Evaluation, accuracy_curve, evaluate
 from advgame.experiments.classifier import ModelConfig, evaluation_setup, finish
@@ -39,6 +50,9 @@ class EvaluateConfig(ModelConfig):
     attacks: str = "standard"
     n_test: int | None = 500
     checks: bool = True
+    defense: str = "none"
+    bpda: bool = False
+    eot: int = 8
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,6 +70,68 @@ class EvaluateConfig(ModelConfig):
                                  f"{', '.join(sorted(ATTACKS))}")
         if self.n_test is not None:
             check_positive_int("n_test", self.n_test)
+        kind, _ = parse_defense(self.defense)
+        if self.bpda and kind not in ("median", "bit-depth"):
+            raise InputError("bpda", f"needs a preprocessing defense (median:K or bit-depth:B), "
+                             f"got defense {self.defense!r}")
+        check_positive_int("eot", self.eot)
+
+
+#: ``--defense`` kinds and what their parameter is.
+DEFENSES = {"none": "", "median": "odd window size K >= 3", "bit-depth": "bits B in 1..8",
+            "smoothing": "noise level SIGMA > 0"}
+
+
+def parse_defense(spec: str) -> tuple[str, float | None]:
+    """``"none"``, ``"median:K"``, ``"bit-depth:B"`` or ``"smoothing:SIGMA"`` -> (kind, value).
+
+    Example:
+        >>> parse_defense("bit-depth:3"), parse_defense("none")
+        (('bit-depth', 3.0), ('none', None))
+    """
+    kind, sep, arg = str(spec).strip().partition(":")
+    if kind not in DEFENSES:
+        raise InputError("defense", f"unknown defense {spec!r}; choose none, median:K, "
+                         f"bit-depth:B or smoothing:SIGMA")
+    if kind == "none":
+        if sep:
+            raise InputError("defense", f"'none' takes no value, got {spec!r}")
+        return kind, None
+    try:
+        value = float(arg)
+    except ValueError:
+        raise InputError("defense", f"{kind} needs {DEFENSES[kind]} after ':', got "
+                         f"{spec!r}") from None
+    ok = {"median": value >= 3 and value.is_integer() and int(value) % 2 == 1,
+          "bit-depth": value.is_integer() and 1 <= value <= 8,
+          "smoothing": math.isfinite(value) and value > 0}[kind]
+    if not ok:
+        raise InputError("defense", f"{kind} needs {DEFENSES[kind]}, got {spec!r}")
+    return kind, value
+
+
+def deploy(cfg: EvaluateConfig, model: nn.Module) -> tuple[nn.Module, str]:
+    """The module the cascade attacks and judges (the model behind ``cfg.defense``; with
+    ``cfg.bpda`` the transform's backward pass is the identity's) and its description."""
+    kind, value = parse_defense(cfg.defense)
+    if kind == "none":
+        return model, "the model as it is (no defense)"
+    d: Defense
+    if kind == "smoothing":
+        d = SmoothingDefense(f"smoothing {value:g}", model, float(value or 0), eot=cfg.eot)
+        return d, (f"Gaussian smoothing, sigma {value:g}, in front of the model (randomized: "
+                   f"scores average {cfg.eot} noise draws per call)")
+    if kind == "median":
+        t: nn.Module = MedianFilter(int(value or 0))
+        what = f"a {int(value or 0)}x{int(value or 0)} median filter"
+    else:
+        t = BitDepthReduction(int(value or 0))
+        what = f"{int(value or 0)}-bit depth reduction"
+    d = TransformDefense(cfg.defense, t, model)
+    if cfg.bpda:
+        return d.with_bpda(), (f"{what} in front of the model, attacked with BPDA (the "
+                               f"transform's backward pass replaced by the identity's)")
+    return d, f"{what} in front of the model, attacked through it as it is"
 
 
 QUICK: dict[str, Any] = {"epochs": 2, "n_test": 100, "eps": (0.05, 0.1)}
@@ -77,11 +153,14 @@ def run_evaluate(cfg: EvaluateConfig, out: Path, device: torch.device,
                  progress: Progress = no_progress) -> dict[str, Any]:
     t0 = time.perf_counter()
     run = evaluation_setup(cfg, out, device, progress)
-    model, x, y = run.model, run.x, run.y
+    x, y = run.x, run.y
+    model, defended = deploy(cfg, run.model)
     jobs: list[tuple[str, Callable[[], Any]]] = []
     for k, e in enumerate(cfg.eps):
         def compute(k: int = k, e: float = e) -> dict[str, Any]:
             gen = unit_generator(cfg.seed, k, device)
+            if isinstance(model, Defense):  # a randomized defense's own noise, per unit
+                model.set_generator(unit_generator(cfg.seed, f"defense-{k}", device))
             return _as_json(evaluate(model, x, y, e, cfg.norm, cfg.attacks, gen,
                                      checks=cfg.checks))
         jobs.append((f"evaluate-{cfg.norm}-{e}", compute))
@@ -90,9 +169,11 @@ def run_evaluate(cfg: EvaluateConfig, out: Path, device: torch.device,
     elapsed = time.perf_counter() - tick
     if not distributed.is_main():
         return {"summary": []}
-    res = run.results("evaluate", cfg, evaluations=results)
+    res = run.results("evaluate", cfg, evaluations=results, defense=defended)
     res["timings"]["evaluate_s"] = elapsed
-    _outputs(cfg, res, results, out, run.evaluated)
+    _outputs(cfg, res, results, out, f"{run.evaluated}; evaluated: {defended}")
+    if cfg.defense != "none":
+        res["summary"].insert(0, f"Evaluated {defended}.")
     finish(out, res, t0)
     return res
 
