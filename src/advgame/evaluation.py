@@ -36,7 +36,6 @@ import torch
 from torch import nn
 
 from advgame.attacks.apgd import apgd, dlr_loss
-from advgame.attacks.base import eval_mode
 from advgame.attacks.cascade import (
     CascadeResult,
     StageReport,
@@ -46,6 +45,7 @@ from advgame.attacks.cascade import (
 )
 from advgame.attacks.gradient import fgm
 from advgame.attacks.score import square
+from advgame.models.training import eval_mode
 from advgame.threat import Norm, parse_norm
 from advgame.validate import check_nonnegative
 

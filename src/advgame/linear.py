@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from advgame.errors import InputError
+from advgame.models.training import eval_mode
 from advgame.threat import Box, Norm, check_box, parse_norm, steepest_direction, steepest_in_box
 from advgame.validate import check_nonnegative, check_signed_labels, check_tensor
 
@@ -48,14 +49,10 @@ def linearize(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         True
     """
     check_tensor("x", x, min_ndim=2)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         xa = x.detach().requires_grad_(True)
         g = binary_logit(model, xa)
         (w,) = torch.autograd.grad(g.sum(), xa)
-    finally:
-        model.train(was_training)
     w = w.reshape(x.shape[0], -1)
     b = g.detach() - (w * x.detach().reshape(x.shape[0], -1)).sum(dim=1)
     return w, b
@@ -88,13 +85,10 @@ def relu_pattern(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.ReLU)]
     if not handles:  # an affine model is one region
         return torch.zeros((x.shape[0], 0), dtype=torch.bool, device=x.device)
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             model(x)
     finally:
-        model.train(was_training)
         for h in handles:
             h.remove()
     return torch.cat(pieces, dim=1)

@@ -188,3 +188,43 @@ def test_box_aware_pgd_stays_in_ball_and_box(gen: torch.Generator) -> None:
     x_adv = pgd(model, x, y, 2.0, "2", steps=10, generator=gen, box_aware=True)
     assert bool(((x_adv - x).flatten(1).norm(dim=1) <= 2.0 + 1e-5).all())
     assert x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+def test_attacks_restore_every_submodules_mode() -> None:
+    """A fresh wrapper (a Defense is built in training mode) around an eval-mode network with
+    batch norm: after any attack the network is still in eval mode and the wrapper in its
+    own mode. Restoring only the outer flag (``wrapper.train(True)``) would switch the
+    network's batch norm to training statistics for every later prediction."""
+    from advgame.attacks import apgd, cw_l2, fab, run_cascade, square
+    from advgame.defenses import TransformDefense
+    from advgame.defenses.preprocessing import BitDepthReduction
+    from advgame.evaluation import evaluate
+    from advgame.linear import linearize
+    from advgame.models import predict
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(),
+                        nn.Linear(8, 3)).eval()
+    wrapper = TransformDefense("bd", BitDepthReduction(3), net)
+    assert wrapper.training and not net.training
+    x = torch.rand(6, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    y = predict(net, x)
+    g = torch.Generator().manual_seed(0)
+    calls = [lambda m: fgm(m, x, y, 0.1, "inf"),
+             lambda m: pgd(m, x, y, 0.1, "inf", steps=2, generator=g),
+             lambda m: apgd(m, x, y, 0.1, "inf", steps=3, generator=g),
+             lambda m: square(m, x, y, 0.1, "inf", queries=5, generator=g),
+             lambda m: fab(m, x, y, 0.1, "inf", steps=2, generator=g),
+             lambda m: cw_l2(m, x, y, steps=2, binary_search_steps=1),
+             lambda m: run_cascade(m, x, y, 0.1, "inf", ["apgd-ce", "square"], g),
+             lambda m: evaluate(m, x, y, 0.1, "inf", ["apgd-ce"], g, checks=False),
+             lambda m: predict(m, x)]
+    for call in calls:
+        call(wrapper)
+        assert wrapper.training and not any(m.training for m in net.modules())
+    two = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2)).eval()
+    linearize(nn.Sequential(two), x)  # the binary logit's linearization, through a wrapper
+    assert not two.training
+    net.train()  # a network being trained stays in training mode
+    pgd(net, x, y, 0.1, "inf", steps=1, generator=g)
+    assert all(m.training for m in net.modules())

@@ -34,8 +34,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from advgame.attacks.base import check_attack_args, checked_logits, eval_mode
+from advgame.attacks.base import check_attack_args, checked_logits
 from advgame.errors import InputError
+from advgame.models.training import eval_mode
 from advgame.threat import Norm, clip_box, project, steepest_direction
 from advgame.validate import check_positive_int
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
@@ -24,17 +21,6 @@ def check_attack_args(x: object, y: object, eps: object,
     xt = check_images("x", x)
     check_labels("y", y, xt.shape[0])
     return xt.detach(), parse_norm(norm), check_nonnegative("eps", eps)
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """The model in eval mode for the block; its own mode restored afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 def checked_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

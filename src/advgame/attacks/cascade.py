@@ -27,11 +27,12 @@ import torch
 from torch import nn
 
 from advgame.attacks.apgd import apgd
-from advgame.attacks.base import check_attack_args, checked_logits, eval_mode
+from advgame.attacks.base import check_attack_args, checked_logits
 from advgame.attacks.gradient import fgm, pgd
 from advgame.attacks.minimum_norm import cw_l2, fab
 from advgame.attacks.score import square
 from advgame.errors import InputError
+from advgame.models.training import eval_mode
 from advgame.progress import progress_bar
 from advgame.threat import Norm
 

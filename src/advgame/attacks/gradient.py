@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from advgame.errors import InputError
+from advgame.models.training import eval_mode
 from advgame.threat import (
     Norm,
     clip_box,
@@ -116,9 +117,7 @@ def attack_loop(
         step_size = check_nonnegative("step_size", step_size)
         check_labels("y", y, x.shape[0])
     lossf = loss_fn or _per_example_ce
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         x = x.detach()
         cur = x  # the current iterate x + delta, inside the ball and the box
         if random_start and eps > 0:
@@ -166,8 +165,6 @@ def attack_loop(
             better = last > best_loss
             best[better] = x_adv[better]
             x_adv = best
-    finally:
-        model.train(was_training)
     return x_adv
 
 
@@ -244,14 +241,10 @@ def evaluate_attack(
     model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, batch_size: int = 2048
 ) -> AttackResult:
     """Per-example success flags and losses of ``model`` on adversarial inputs."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         losses, success = [], []
         for i in range(0, x_adv.shape[0], batch_size):
             logits = model(x_adv[i:i + batch_size])
             losses.append(_per_example_ce(logits, y[i:i + batch_size]))
             success.append(logits.argmax(1) != y[i:i + batch_size])
-    finally:
-        model.train(was_training)
     return AttackResult(x_adv, torch.cat(success), torch.cat(losses))

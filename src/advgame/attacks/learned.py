@@ -54,6 +54,7 @@ from torch.nn import functional as F
 
 from advgame.attacks.apgd import dlr_loss
 from advgame.errors import InputError
+from advgame.models.training import module_modes, restore_modes
 from advgame.validate import check_images, check_labels, check_nonnegative, check_positive_int
 
 
@@ -304,7 +305,7 @@ def train_attnet(
         cap = check_nonnegative("cap", cap)
     params = [p for p in attnet.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, maximize=True)
-    was_model = model.training
+    was_model = module_modes(model)
     model.eval()
     hist = AttNetHistory(objective=objective, kappa=kappa if objective == "cw" else None,
                          cap=cap if objective == "clamped-ce" else None)
@@ -335,7 +336,7 @@ def train_attnet(
             if progress is not None:
                 progress(epoch, hist.loss[-1])
     finally:
-        model.train(was_model)
+        restore_modes(was_model)
         attnet.eval()
     return hist
 
@@ -504,7 +505,7 @@ def best_response_attnet(
     flags = torch.zeros(xe.shape[0], dtype=torch.bool, device=ye.device)
     stats: list[RestartStats] = []
     nets: list[nn.Module] = []
-    was_model = model.training
+    was_model = module_modes(model)
     try:
         for _ in range(restarts):
             seed = int(torch.randint(0, 2**62, (), generator=generator))
@@ -525,5 +526,5 @@ def best_response_attnet(
                                       history=hist))
             nets.append(net)
     finally:
-        model.train(was_model)
+        restore_modes(was_model)
     return BestResponse(flags=flags, restarts=stats, attnets=nets)

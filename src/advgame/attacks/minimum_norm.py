@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advgame.attacks.base import check_attack_args, checked_logits, eval_mode
+from advgame.attacks.base import check_attack_args, checked_logits
+from advgame.models.training import eval_mode
 from advgame.threat import Norm, lp_norm, project_onto_hyperplane_in_box
 from advgame.validate import check_nonnegative, check_positive_int
 

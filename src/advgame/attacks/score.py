@@ -30,8 +30,9 @@ import math
 import torch
 from torch import nn
 
-from advgame.attacks.base import check_attack_args, checked_logits, eval_mode
+from advgame.attacks.base import check_attack_args, checked_logits
 from advgame.errors import InputError
+from advgame.models.training import eval_mode
 from advgame.threat import Norm
 from advgame.validate import check_nonnegative, check_positive_int
 

@@ -23,6 +23,7 @@ from advgame.attacks.gradient import attack_loop
 from advgame.attacks.learned import attnet_attack, attnet_examples, build_attnet, train_attnet
 from advgame.errors import InputError
 from advgame.models import frozen
+from advgame.models.training import module_modes, restore_modes
 from advgame.rng import init_parameters
 from advgame.threat import Norm, clip_box, parse_norm, project
 
@@ -298,7 +299,7 @@ class AttNetAttack(Attack):
                 state["net"] = net
                 state["opt"] = torch.optim.Adam(net.parameters(), lr=self.lr, maximize=True)
             net, opt = state["net"], state["opt"]
-            was = model.training
+            was = module_modes(model)
             model.eval()
             try:
                 net.train()
@@ -309,7 +310,7 @@ class AttNetAttack(Attack):
                     p.grad = gr
                 opt.step()
             finally:
-                model.train(was)
+                restore_modes(was)
             return attnet_examples(net, xb, self.eps)
         return perturb
 
@@ -397,7 +398,7 @@ class LibraryAttack(Attack):
 
     def craft(self, target: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
               generator: torch.Generator | None = None) -> torch.Tensor:
-        was = target.training
+        was = module_modes(target)
         target.eval()
         try:
             if self.library == "art":
@@ -414,5 +415,5 @@ class LibraryAttack(Attack):
                 atk = self._cls(target, **self._kwargs())
                 x_adv = atk(x.detach(), y)
         finally:
-            target.train(was)
+            restore_modes(was)
         return self._in_ball(x, x_adv)

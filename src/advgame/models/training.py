@@ -7,7 +7,8 @@ attack code stays in ``advgame.attacks`` and training stays here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -147,15 +148,46 @@ def train(
     return hist
 
 
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block; afterwards every submodule gets back the mode
+    it had. (``model.train(was_training)`` would not do: a wrapper built around an
+    eval-mode network -- a fresh :class:`advgame.defenses.Defense` is in training mode --
+    would pass its training mode down to the network.)
+
+    Example:
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).eval()
+        >>> wrapper = nn.Sequential(net)          # a new module: training mode
+        >>> with eval_mode(wrapper):
+        ...     _ = wrapper(torch.rand(3, 2))
+        >>> wrapper.training, net.training
+        (True, False)
+    """
+    modes = module_modes(model)
+    model.eval()
+    try:
+        yield model
+    finally:
+        restore_modes(modes)
+
+
+def module_modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """The training flag of every submodule of ``model`` (itself included), for
+    :func:`restore_modes`."""
+    return [(m, m.training) for m in model.modules()]
+
+
+def restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
+    """Give every submodule recorded by :func:`module_modes` its training flag back."""
+    for m, training in modes:
+        m.training = training
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Predicted class (N,) of ``model`` on x (N, ...), in eval mode, batched."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = [model(x[i:i + batch_size]).argmax(1) for i in range(0, x.shape[0], batch_size)]
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 
