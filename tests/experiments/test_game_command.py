@@ -291,3 +291,56 @@ def test_masking_flag_when_a_gradient_free_attack_beats_the_gradient_ones() -> N
     assert flags[0]["best_gradient_accuracy"] == 0.85
     assert flags[0]["gradient_attackers"] == ["PGD-0.2", "APGD-0.2"]
     assert masking_flags(attackers[:4], m.submatrix(m.defenders, m.attackers[:4])) == []
+
+
+def test_preprocess_defenders_bpda_and_bad_specs() -> None:
+    """``preprocess`` defenders: 3-bit quantization attacked through its own (zero)
+    gradient leaves PGD helpless, while BPDA (the default) and the gradient-free Square
+    break it; both variants make the same decisions; bad specs name the field."""
+    import torch
+
+    from advgame.data import load_dataset, stratified_indices
+    from advgame.game.build import BuildContext, build_attackers, build_defenders
+    from advgame.game.specs import parse_strategies
+    from advgame.models import TrainConfig, build_model, train
+
+    ds = load_dataset("digits-8x8")
+    torch.manual_seed(0)
+    model = build_model("mlp", ds.input_shape, 10, hidden=(32,))
+    train(model, ds.x_train, ds.y_train, TrainConfig(epochs=5, lr=0.01),
+          generator=torch.Generator().manual_seed(0))
+    idx = stratified_indices(ds.y_test, 120, generator=torch.Generator().manual_seed(0))
+    x, y = ds.x_test[idx], ds.y_test[idx]
+    ctx = BuildContext(ds.x_train, ds.y_train, 10, model)
+    dspecs, aspecs = parse_strategies(
+        [{"name": "clean", "kind": "clean"},
+         {"name": "bd", "kind": "preprocess", "transform": "bit-depth", "bits": 3,
+          "bpda": False},
+         {"name": "bd-bpda", "kind": "preprocess", "transform": "bit-depth", "bits": 3},
+         {"name": "med", "kind": "preprocess", "transform": "median", "size": 3}],
+        [{"name": "PGD", "kind": "pgd", "eps": 0.1, "steps": 10},
+         {"name": "Square", "kind": "square", "eps": 0.1, "queries": 300}])
+    defs = build_defenders(dspecs, ctx)
+    atks, _ = build_attackers(aspecs, ctx, defs)
+
+    def acc(d: str, a: str) -> float:
+        xa = atks[a].craft(defs[d].attack_model(), x, y,
+                           generator=torch.Generator().manual_seed(0))
+        return float((defs[d].predict(xa) == y).float().mean())
+
+    clean_bd = float((defs["bd"].predict(x) == y).float().mean())
+    assert torch.equal(defs["bd"].predict(x), defs["bd-bpda"].predict(x))
+    assert acc("bd", "PGD") >= clean_bd - 0.05  # zero gradients: PGD barely moves it
+    assert acc("bd-bpda", "PGD") < acc("bd", "PGD") - 0.2
+    assert acc("bd", "Square") < acc("bd", "PGD") - 0.2
+    assert defs["med"].attack_model() is not defs["med"]  # BPDA by default
+    assert defs["bd"].attack_model() is defs["bd"]
+    for bad, field in [({"transform": "jpeg"}, "transform"),
+                       ({"transform": "median", "size": 4}, "size"),
+                       ({"transform": "bit-depth", "bits": 9}, "bits"),
+                       ({"transform": "median", "bpda": "yes"}, "bpda")]:
+        with pytest.raises(InputError) as info:
+            parse_strategies([{"name": "clean", "kind": "clean"},
+                              {"name": "p", "kind": "preprocess", **bad}],
+                             [{"name": "F", "kind": "fgsm", "eps": 0.1}])
+        assert field in str(info.value)

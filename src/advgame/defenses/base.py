@@ -182,7 +182,9 @@ class SmoothingDefense(Defense):
 
 class TransformDefense(Defense):
     """An input transform in front of a classifier: scores = model(transform(x)) (MagNet's
-    reformer when ``transform`` is an autoencoder); attacks differentiate through both.
+    reformer when ``transform`` is an autoencoder); attacks differentiate through both, or,
+    with ``bpda``, through the transform's BPDA version (:meth:`with_bpda`: identity
+    backward) -- the adaptive white-box attack on a non-differentiable transform.
 
     Example:
         >>> d = TransformDefense("t", nn.Identity(), nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
@@ -191,12 +193,17 @@ class TransformDefense(Defense):
     """
 
     def __init__(self, name: str, transform: nn.Module, model: nn.Module,
-                 key: str | None = None) -> None:
+                 key: str | None = None, *, bpda: bool = False) -> None:
         super().__init__(name, key)
         self.reformed = ReformedClassifier(transform, model)
+        self.bpda = bool(bpda)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reformed(x)
+
+    def attack_model(self) -> nn.Module:
+        """``self``, or with ``bpda`` the same forward pass with the identity's backward."""
+        return self.with_bpda() if self.bpda else self
 
     def with_bpda(self) -> TransformDefense:
         """The same defense as a BPDA attacker differentiates it (Athalye et al. 2018): the

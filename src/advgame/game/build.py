@@ -30,6 +30,7 @@ from advgame.defenses.base import (
     SmoothingDefense,
     TransformDefense,
 )
+from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter
 from advgame.defenses.transforms import build_autoencoder, train_autoencoder
 from advgame.errors import InputError
 from advgame.game.specs import (
@@ -41,6 +42,7 @@ from advgame.game.specs import (
     GradientSpec,
     LibrarySpec,
     MixtureSpec,
+    PreprocessSpec,
     ReformerSpec,
     ShiftSpec,
     SmoothingSpec,
@@ -256,6 +258,10 @@ def build_defenders(specs: Sequence[DefenderSpec], ctx: BuildContext) -> dict[st
             d = SmoothingDefense(spec.name, base, spec.sigma, spec.votes, spec.eot, key)
         elif isinstance(spec, ReformerSpec):
             d = TransformDefense(spec.name, _reformer(spec, key, ctx), models[spec.base], key)
+        elif isinstance(spec, PreprocessSpec):
+            t = MedianFilter(spec.size) if spec.transform == "median" else \
+                BitDepthReduction(spec.bits)
+            d = TransformDefense(spec.name, t, models[spec.base], key, bpda=spec.bpda)
         elif isinstance(spec, MixtureSpec):
             comps = [built[c] for c in spec.components]
             probs = spec.probs or tuple(1.0 / len(comps) for _ in comps)

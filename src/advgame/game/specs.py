@@ -5,12 +5,14 @@ tensors. Built by :mod:`advgame.game.build` into :class:`advgame.defenses.Defens
 
 Defender kinds: ``clean`` (the trained classifier, or a checkpoint), ``adversarial``
 (adversarially trained at eps), ``shift`` (an additive shift v, ||v|| = eps),
-``smoothing`` (Gaussian, sigma), ``reformer`` (autoencoder input transform, MagNet) and
-``mixture`` (of other defenders). Attacker kinds: ``fgm`` / ``fgsm`` / ``pgd`` (eps,
-norm), ``attnet`` (a learned attacker trained against the defended model, or against a
-named defender and then fixed), ``transfer`` (examples crafted on a surrogate model),
-``apgd`` / ``square`` / ``fab`` / ``cw`` / ``autoattack`` and adapters ``art``
-(Adversarial Robustness Toolbox) and ``torchattacks`` (used when importable).
+``smoothing`` (Gaussian, sigma), ``reformer`` (autoencoder input transform, MagNet),
+``preprocess`` (an input-dependent median filter or bit-depth reduction, attacked through
+BPDA by default) and ``mixture`` (of other defenders). Attacker kinds: ``fgm`` /
+``fgsm`` / ``pgd`` (eps, norm), ``attnet`` (a learned attacker trained against the
+defended model, or against a named defender and then fixed), ``transfer`` (examples
+crafted on a surrogate model), ``apgd`` / ``square`` / ``fab`` / ``cw`` / ``autoattack``
+and adapters ``art`` (Adversarial Robustness Toolbox) and ``torchattacks`` (used when
+importable).
 
 Example:
     >>> defenders, attackers = parse_strategies(
@@ -44,6 +46,7 @@ __all__ = [
     "GradientSpec",
     "LibrarySpec",
     "MixtureSpec",
+    "PreprocessSpec",
     "ReformerSpec",
     "STRONG_KINDS",
     "ShiftSpec",
@@ -208,6 +211,41 @@ class ReformerSpec(DefenderSpec):
         if self.epochs is not None:
             check_positive_int("epochs", self.epochs, minimum=0)
         check_nonnegative("noise", self.noise)
+
+    def dependencies(self) -> tuple[str, ...]:
+        return (self.base,)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreprocessSpec(DefenderSpec):
+    """Input-dependent preprocessing in front of ``base`` (Xu et al. 2018): ``transform`` =
+    ``median`` (a ``size`` x ``size`` median filter) or ``bit-depth`` (quantization to
+    ``bits`` bits). Unlike S1's shift it depends on the test point.
+
+    ``bpda`` (default true): the white-box attackers differentiate the transform as the
+    identity (BPDA, Athalye et al. 2018), the adaptive attack on a non-differentiable
+    transform; false: through the transform as it is, whose gradient is masked (zero for
+    the quantizer) -- what the game's masking check and a gradient-free attacker expose.
+    """
+
+    kind: ClassVar[str] = "preprocess"
+    transform: str
+    base: str = "clean"
+    size: int = 3
+    bits: int = 3
+    bpda: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice("transform", self.transform, ("median", "bit-depth"))
+        check_positive_int("size", self.size, minimum=3)
+        if self.size % 2 == 0:
+            raise InputError("size", f"the median window must be odd, got {self.size}")
+        check_positive_int("bits", self.bits)
+        if self.bits > 8:
+            raise InputError("bits", f"must be in 1..8, got {self.bits}")
+        if not isinstance(self.bpda, bool):
+            raise InputError("bpda", f"must be true or false, got {self.bpda!r}")
 
     def dependencies(self) -> tuple[str, ...]:
         return (self.base,)
@@ -408,7 +446,8 @@ STRONG_KINDS = ("apgd", "square", "fab", "cw", "autoattack")
 #: Defender kind -> spec class.
 DEFENDER_KINDS: dict[str, type[DefenderSpec]] = {
     "clean": CleanSpec, "adversarial": AdversarialSpec, "shift": ShiftSpec,
-    "smoothing": SmoothingSpec, "reformer": ReformerSpec, "mixture": MixtureSpec,
+    "smoothing": SmoothingSpec, "reformer": ReformerSpec, "preprocess": PreprocessSpec,
+    "mixture": MixtureSpec,
 }
 #: Attacker kind -> spec class (``fgm``/``fgsm``/``pgd`` share :class:`GradientSpec`).
 ATTACKER_KINDS: dict[str, type[AttackerSpec]] = {
