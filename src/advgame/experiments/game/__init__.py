@@ -2,12 +2,13 @@
 
 1. Train (or load) the clean classifier; build the configured defender strategies (clean,
    adversarially trained models, additive shifts, Gaussian smoothing, the reformer,
-   mixtures) and attacker strategies (FGM/FGSM/PGD, AttNets, transfer attacks, ART /
-   torchattacks adapters when importable).
+   median / bit-depth preprocessing, mixtures) and attacker strategies (FGM/FGSM/PGD,
+   APGD, Square, FAB, CW, AutoAttack, AttNets, transfer attacks, ART / torchattacks
+   adapters when importable).
 2. The payoff matrix: defender accuracy of every (defender, attacker) pair on the test set,
-   attacks computed white box against the defended model (EOT for randomized defenses),
-   with per-example success flags (worst case over attacks = their OR). Every cell is a
-   stored unit: a rerun resumes.
+   attacks computed white box against the defended model (EOT for randomized defenses,
+   BPDA through preprocessing defenders), with per-example success flags (worst case over
+   attacks = their OR). Every cell is a stored unit: a rerun resumes.
 3. The zero-sum equilibrium by LP (value, both strategies, exploitability), the best pure
    defense and what the equilibrium gains over it, fictitious play and regret matching+
    convergence curves.

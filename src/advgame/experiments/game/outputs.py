@@ -47,7 +47,8 @@ def _tables(res: dict[str, Any], cfg: GameConfig, where: str, matrix: PayoffMatr
         "title": "Payoff matrix: defender accuracy of every defender against every attack",
         "caption": f"Rows: defender strategies; columns: attacker strategies; entry: "
                    f"accuracy on {where}, the attack computed against the defended model "
-                   "(white box; EOT for randomized defenses; transfer attacks and trained "
+                   "(white box; EOT for randomized defenses; BPDA through preprocessing "
+                   "defenders unless their bpda = false; transfer attacks and trained "
                    "AttNets are fixed maps). 'any attack': accuracy when every attack is "
                    "run and any success counts (OR of per-example flags). 'clean': no "
                    "attack (not part of the game). P: the equilibrium defense.",
