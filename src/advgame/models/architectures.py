@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 from advgame.errors import InputError
+from advgame.rng import init_parameters
 
 
 class MLP(nn.Sequential):
@@ -71,13 +73,22 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 
 
 def build_model(
-    arch: str, input_shape: Sequence[int], num_classes: int, **kwargs: object
+    arch: str, input_shape: Sequence[int], num_classes: int, *,
+    generator: torch.Generator | None = None, **kwargs: object
 ) -> nn.Module:
     """Instantiate a named architecture (``mlp``, ``cnn``, ``linear``).
+
+    ``generator``: draw the initial weights from it (PyTorch's default initialization,
+    :func:`advgame.rng.init_parameters`; a CPU generator, build on the CPU then move);
+    None: from torch's global RNG, as ``nn.Linear`` does.
 
     Example:
         >>> build_model("cnn", (1, 28, 28), 2)(torch.zeros(1, 1, 28, 28)).shape
         torch.Size([1, 2])
+        >>> a, b = (build_model("mlp", (4,), 2, generator=torch.Generator().manual_seed(0))
+        ...         for _ in range(2))
+        >>> all(bool((p == q).all()) for p, q in zip(a.parameters(), b.parameters()))
+        True
     """
     if arch not in ARCHITECTURES:
         raise InputError("arch", f"unknown architecture {arch!r}; choose from "
@@ -89,4 +100,5 @@ def build_model(
     for key in ("hidden", "channels"):
         if key in kwargs and kwargs[key] is not None:
             kwargs[key] = tuple(int(v) for v in kwargs[key])  # type: ignore[attr-defined]
-    return ARCHITECTURES[arch](tuple(input_shape), num_classes, **kwargs)
+    model = ARCHITECTURES[arch](tuple(input_shape), num_classes, **kwargs)
+    return model if generator is None else init_parameters(model, generator)
