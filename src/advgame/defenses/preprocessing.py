@@ -88,6 +88,21 @@ class StraightThrough(nn.Module):
         return x + (self.transform(x) - x).detach()
 
 
+def preprocessing(kind: str, value: int) -> nn.Module:
+    """The transform named ``kind``: ``"median"`` (:class:`MedianFilter`, ``value`` = window
+    size) or ``"bit-depth"`` (:class:`BitDepthReduction`, ``value`` = bits).
+
+    Example:
+        >>> preprocessing("bit-depth", 1)(torch.tensor([[0.2, 0.6]]))
+        tensor([[0., 1.]])
+    """
+    if kind == "median":
+        return MedianFilter(value)
+    if kind == "bit-depth":
+        return BitDepthReduction(value)
+    raise InputError("transform", f"unknown preprocessing {kind!r}; choose median or bit-depth")
+
+
 def bpda(transform: nn.Module) -> nn.Module:
     """The transform with the straight-through (identity) backward pass of BPDA.
 

@@ -29,7 +29,7 @@ from torch import nn
 from advgame import distributed
 from advgame.attacks.cascade import ATTACKS, VERSIONS
 from advgame.defenses import Defense, SmoothingDefense, TransformDefense
-from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter
+from advgame.defenses.preprocessing import preprocessing
 from advgame.errors import InputError
 from advgame.evaluation import Evaluation, accuracy_curve, evaluate
 from advgame.experiments.classifier import ModelConfig, evaluation_setup, finish
@@ -116,22 +116,18 @@ def deploy(cfg: EvaluateConfig, model: nn.Module) -> tuple[nn.Module, str]:
     kind, value = parse_defense(cfg.defense)
     if kind == "none":
         return model, "the model as it is (no defense)"
-    d: Defense
+    assert value is not None
     if kind == "smoothing":
-        d = SmoothingDefense(f"smoothing {value:g}", model, float(value or 0), eot=cfg.eot)
-        return d, (f"Gaussian smoothing, sigma {value:g}, in front of the model (randomized: "
-                   f"scores average {cfg.eot} noise draws per call)")
-    if kind == "median":
-        t: nn.Module = MedianFilter(int(value or 0))
-        what = f"a {int(value or 0)}x{int(value or 0)} median filter"
-    else:
-        t = BitDepthReduction(int(value or 0))
-        what = f"{int(value or 0)}-bit depth reduction"
-    d = TransformDefense(cfg.defense, t, model)
-    if cfg.bpda:
-        return d.with_bpda(), (f"{what} in front of the model, attacked with BPDA (the "
-                               f"transform's backward pass replaced by the identity's)")
-    return d, f"{what} in front of the model, attacked through it as it is"
+        return SmoothingDefense(f"smoothing {value:g}", model, value, eot=cfg.eot), (
+            f"Gaussian smoothing, sigma {value:g}, in front of the model (randomized: scores "
+            f"average {cfg.eot} noise draws per call)")
+    k = int(value)
+    what = f"a {k}x{k} median filter" if kind == "median" else f"{k}-bit depth reduction"
+    d = TransformDefense(cfg.defense, preprocessing(kind, k), model, bpda=cfg.bpda)
+    how = ("attacked with BPDA (the transform's backward pass replaced by the identity's)"
+           if cfg.bpda else "attacked through it as it is")
+    # the attack model's forward pass is the defense's: it also makes every decision
+    return d.attack_model(), f"{what} in front of the model, {how}"
 
 
 QUICK: dict[str, Any] = {"epochs": 2, "n_test": 100, "eps": (0.05, 0.1)}

@@ -30,7 +30,7 @@ from advgame.defenses.base import (
     SmoothingDefense,
     TransformDefense,
 )
-from advgame.defenses.preprocessing import BitDepthReduction, MedianFilter
+from advgame.defenses.preprocessing import preprocessing
 from advgame.defenses.transforms import build_autoencoder, train_autoencoder
 from advgame.errors import InputError
 from advgame.game.specs import (
@@ -259,8 +259,8 @@ def build_defenders(specs: Sequence[DefenderSpec], ctx: BuildContext) -> dict[st
         elif isinstance(spec, ReformerSpec):
             d = TransformDefense(spec.name, _reformer(spec, key, ctx), models[spec.base], key)
         elif isinstance(spec, PreprocessSpec):
-            t = MedianFilter(spec.size) if spec.transform == "median" else \
-                BitDepthReduction(spec.bits)
+            t = preprocessing(spec.transform,
+                              spec.size if spec.transform == "median" else spec.bits)
             d = TransformDefense(spec.name, t, models[spec.base], key, bpda=spec.bpda)
         elif isinstance(spec, MixtureSpec):
             comps = [built[c] for c in spec.components]

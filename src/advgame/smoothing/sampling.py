@@ -8,7 +8,7 @@ import bisect
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from advgame.errors import InputError
+from advgame.models.training import eval_mode
 from advgame.progress import ProgressBar, progress_bar
 from advgame.smoothing.stats import _check_sigma, binomial_pvalue
 from advgame.validate import check_positive_int, check_probability, check_tensor
@@ -142,16 +143,10 @@ def _check_common(
 
 @contextmanager
 def _evaluation(model: Model) -> Iterator[None]:
-    """Eval mode and no_grad for the duration; restore every submodule's mode afterwards."""
-    modes = [(m, m.training) for m in model.modules()] if isinstance(model, nn.Module) else []
-    if isinstance(model, nn.Module):
-        model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for m, training in modes:
-            m.training = training
+    """Eval mode (:func:`advgame.models.training.eval_mode`: every submodule's mode restored
+    afterwards) and no_grad for the duration."""
+    with eval_mode(model) if isinstance(model, nn.Module) else nullcontext(), torch.no_grad():
+        yield
 
 
 class _NoiseStream:
