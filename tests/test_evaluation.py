@@ -116,3 +116,74 @@ def test_accuracy_curve_and_bad_input(digits: tuple[nn.Module, torch.Tensor, tor
         with pytest.raises(InputError) as info:
             evaluate(model, x[:5], y[:5], args["eps"], args["norm"], args["attacks"])
         assert info.value.argument == arg
+
+
+def test_single_step_beating_the_iterative_stages_is_flagged() -> None:
+    """An 'iterative' stage that returns its input unchanged (a failing attack): FGM, folded
+    in after the cascade, fools the points it left, and the check says so."""
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(40, 1, 4, 4, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    stuck = ("stuck", lambda m, xx, yy, e, p, gg: xx)
+    ev = evaluate(model, x, y, 0.3, "inf", [stuck], checks=False)
+    assert ev.per_attack["stuck"] == 1.0
+    assert ev.robust_accuracy < 0.9
+    assert "single_step_beats_iterative" in names(ev)
+    flag = next(f for f in ev.flags if f.name == "single_step_beats_iterative")
+    assert str(round((1 - ev.robust_accuracy) * 40)) in flag.message
+    # the same stage that attacks properly leaves FGM nothing: no flag
+    assert "single_step_beats_iterative" not in names(
+        evaluate(model, x, y, 0.3, "inf", ["apgd-ce"], torch.Generator().manual_seed(0),
+                 checks=False))
+
+
+def test_a_model_that_ignores_its_input_fails_the_budget_checks() -> None:
+    """Logits that do not depend on x: no attack at any eps changes a prediction. Zero
+    gradients, accuracy flat from eps to 4 eps and an unbounded attack leaving everything
+    correct must all be flagged."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([2.0, 0.0, -1.0]))
+    x = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(20, dtype=torch.long)
+    ev = evaluate(model, x, y, 0.1, "inf", ["apgd-ce", "square"],
+                  torch.Generator().manual_seed(0))
+    assert ev.robust_accuracy == 1.0
+    assert {"zero_gradients", "accuracy_not_falling_with_eps",
+            "unbounded_attack_not_zero"} <= names(ev)
+    assert ev.checks["unbounded_accuracy"] == 1.0
+    assert ev.checks["apgd_ce_accuracy_eps"] == ev.checks["apgd_ce_accuracy_4eps"] == 1.0
+
+
+def test_gradient_free_is_what_the_stage_is_not_what_it_is_called(
+        digits: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
+    """The masking check knows Square by the attack, whatever its name: a StrongAttack
+    'Random search' (method square) counts as gradient-free, an APGD named 'square-ish'
+    does not; a repeated stage name is kept apart in per_attack."""
+    from advgame.attacks import StrongAttack
+
+    model, x, y = digits
+    masked = Quantized(model)
+    sq = StrongAttack("Random search", 0.2, "inf", method="square", queries=300)
+    fake = StrongAttack("square-ish", 0.2, "inf", method="apgd", steps=10)
+    assert sq.gradient_free and not fake.gradient_free
+    ev = evaluate(masked, x, y, 0.2, "inf", ["apgd-ce", sq, fake, "apgd-ce"],
+                  torch.Generator().manual_seed(0), checks=False)
+    assert [s.gradient_free for s in ev.stages] == [False, True, False, False]
+    assert list(ev.per_attack)[:4] == ["apgd-ce", "Random search", "square-ish", "apgd-ce (2)"]
+    assert ev.stages[1].fooled >= 2
+    assert ev.checks["gradient_free_fooled_after_gradient"] == ev.stages[1].fooled
+    assert "gradient_free_beats_gradient" in names(ev)
+
+
+def test_evaluate_is_reproducible(digits: tuple[nn.Module, torch.Tensor, torch.Tensor]
+                                  ) -> None:
+    model, x, y = digits
+    runs = [evaluate(model, x[:30], y[:30], 0.1, "inf", ["apgd-ce", "apgd-t", "square"],
+                     torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert torch.equal(runs[0].x_adv, runs[1].x_adv)
+    assert torch.equal(runs[0].robust, runs[1].robust)
+    assert runs[0].per_attack == runs[1].per_attack and runs[0].checks == runs[1].checks

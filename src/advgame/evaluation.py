@@ -40,7 +40,6 @@ from advgame.attacks.cascade import (
     CascadeResult,
     StageReport,
     Stages,
-    is_gradient_free,
     run_cascade,
 )
 from advgame.attacks.gradient import fgm
@@ -162,11 +161,9 @@ def evaluate(
         flags.append(Flag("single_step_beats_iterative",
                           f"FGM fooled {fgm_wins} of {n} points that survived every iterative "
                           "attack: the iterative attacks are failing (gradient masking?)"))
-    names = [s.name for s in res.stages]
     grad_fooled = 0
-    for s in res.stages:
-        if is_gradient_free(s.name) and any(not is_gradient_free(m) for m in
-                                            names[:names.index(s.name)]):
+    for k, s in enumerate(res.stages):
+        if s.gradient_free and any(not r.gradient_free for r in res.stages[:k]):
             grad_fooled += s.fooled
     figures["gradient_free_fooled_after_gradient"] = grad_fooled
     if _enough(grad_fooled, n):

@@ -115,6 +115,19 @@ def check_nonnegative(name: str, value: object, *, upper: float | None = None) -
     return v
 
 
+def check_positive(name: str, value: object) -> float:
+    """Check a finite real number > 0; return it as float.
+
+    Example:
+        >>> check_positive("lr", 0.01)
+        0.01
+    """
+    v = check_nonnegative(name, value)
+    if v == 0:
+        raise InputError(name, f"must be > 0, got {value}")
+    return v
+
+
 def check_positive_int(name: str, value: object, *, minimum: int = 1) -> int:
     """Check an integer >= minimum; return it."""
     if isinstance(value, bool) or not isinstance(value, int):

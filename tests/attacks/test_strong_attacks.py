@@ -18,6 +18,7 @@ from torch import nn
 
 from advgame.attacks import (
     ATTACKS,
+    StrongAttack,
     apgd,
     auto_attack,
     cw_l2,
@@ -250,6 +251,58 @@ def test_cw_l2_minimum_norm_of_a_linear_model() -> None:
     assert bool((model(res.x_adv).argmax(1) != y).all())
 
 
+def test_cw_l2_counts_a_point_only_with_confidence_kappa() -> None:
+    """CW's criterion: a point is adversarial (for the search and the smallest norm kept)
+    only when z_y - max_{i != y} z_i < -kappa; on a linear model the smallest such
+    perturbation is (m + kappa) / ||w|| (the box does not bind)."""
+    model, w, b = linear_binary(8, seed=10)
+    x = 0.4 + 0.2 * points(10, 8, seed=11, zero_frac=0.0)
+    y = (x @ w + b > 0).long()
+    kappa = 0.3
+    res = cw_l2(model, x, y, steps=300, binary_search_steps=8, lr=0.01, kappa=kappa)
+    found = torch.isfinite(res.norm)
+    assert bool(found.all())
+    got = margins(w, b, res.x_adv, y)
+    assert bool((got < -kappa).all())
+    opt = ((x @ w + b).abs() + kappa) / w.norm()
+    assert bool((res.norm >= opt * (1 - 1e-6)).all())
+    assert bool((res.norm <= opt * 1.05).all())
+
+
+def test_fab_restarts_are_reproducible_and_start_inside_eps() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 24), nn.ReLU(), nn.Linear(24, 4))
+    x = torch.rand(12, 1, 4, 4, generator=torch.Generator().manual_seed(6))
+    y = model(x).argmax(1)
+    for norm, eps in (("inf", 0.1), ("2", 0.5)):
+        runs = [fab(model, x, y, eps, norm, steps=20, restarts=3,
+                    generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+        assert torch.equal(runs[0], runs[1]) and inside(runs[0], x, eps, norm)
+
+
+def test_apgd_targeted_losses() -> None:
+    """targeted=True defaults to targeted DLR (APGD-T, bit for bit loss='dlr'); loss='ce'
+    with targeted=True maximizes the target's log-probability and reaches the target."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 5))
+    x = torch.rand(20, 1, 4, 4, generator=torch.Generator().manual_seed(7))
+    y = model(x).argmax(1)
+
+    def run(**kw: object) -> torch.Tensor:
+        return apgd(model, x, y, 0.3, "inf", steps=30, targeted=True, n_target_classes=1,
+                    generator=torch.Generator().manual_seed(0), **kw)  # type: ignore[arg-type]
+
+    assert torch.equal(run(), run(loss="dlr"))
+    ce = run(loss="ce")
+    assert inside(ce, x, 0.3, "inf") and not torch.equal(ce, run())
+    # one target class: the second most likely; every point fooled lands on it
+    second = model(x).argsort(1, descending=True)[:, 1]
+    with torch.no_grad():
+        pred = model(ce).argmax(1)
+    hit = pred != y
+    assert int(hit.sum()) >= 10 and bool((pred[hit] == second[hit]).all())
+
+
 # ------------------------------------------------------------------------------ cascade
 
 
@@ -325,6 +378,17 @@ def test_auto_attack_is_reproducible_and_inside() -> None:
     assert torch.equal(r.x_adv, a)
 
 
+@pytest.mark.parametrize("version", ["standard", "rand"])
+def test_auto_attack_l2_stays_in_ball_and_box(version: str) -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 24), nn.ReLU(), nn.Linear(24, 4))
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(8))
+    y = model(x).argmax(1)
+    a = auto_attack(model, x, y, 0.3, "2", version, torch.Generator().manual_seed(0))
+    b = auto_attack(model, x, y, 0.3, "2", version, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and inside(a, x, 0.3, "2")
+
+
 def test_strong_attacks_bad_input() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     x = torch.rand(3, 1, 2, 2)
@@ -345,7 +409,16 @@ def test_strong_attacks_bad_input() -> None:
                                  torch.zeros(3, dtype=torch.long), 0.1)),
         ("y", lambda: fab(model, x, torch.tensor([0, 1, 7]), 0.1)),
         ("steps", lambda: cw_l2(model, x, y, steps=0)),
+        ("c_init", lambda: cw_l2(model, x, y, c_init=0.0)),
+        ("lr", lambda: cw_l2(model, x, y, lr=0.0)),
+        ("kappa", lambda: cw_l2(model, x, y, kappa=-1.0)),
         ("attacks", lambda: run_cascade(model, x, y, 0.1, "inf", ["cw"])),
+        ("method", lambda: StrongAttack("x", 0.1, "inf", method="bogus")),
+        ("loss", lambda: StrongAttack("x", 0.1, "inf", loss="hinge")),
+        ("norm", lambda: StrongAttack("x", 0.1, "inf", method="cw")),
+        ("queries", lambda: StrongAttack("x", 0.1, "inf", method="square", queries=0)),
+        ("version", lambda: StrongAttack("x", 0.1, "inf", method="autoattack",
+                                         version="fast")),
     ]
     for k, (arg, call) in enumerate(cases):
         with pytest.raises(InputError) as info:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -319,12 +320,14 @@ def test_preprocess_defenders_bpda_and_bad_specs() -> None:
          {"name": "bd-bpda", "kind": "preprocess", "transform": "bit-depth", "bits": 3},
          {"name": "med", "kind": "preprocess", "transform": "median", "size": 3}],
         [{"name": "PGD", "kind": "pgd", "eps": 0.1, "steps": 10},
-         {"name": "Square", "kind": "square", "eps": 0.1, "queries": 300}])
+         {"name": "Square", "kind": "square", "eps": 0.1, "queries": 300},
+         {"name": "PGD-through", "kind": "pgd", "eps": 0.1, "steps": 10, "bpda": False},
+         {"name": "BPDA-PGD", "kind": "pgd", "eps": 0.1, "steps": 10, "bpda": True}])
     defs = build_defenders(dspecs, ctx)
     atks, _ = build_attackers(aspecs, ctx, defs)
 
     def acc(d: str, a: str) -> float:
-        xa = atks[a].craft(defs[d].attack_model(), x, y,
+        xa = atks[a].craft(atks[a].against(defs[d]), x, y,
                            generator=torch.Generator().manual_seed(0))
         return float((defs[d].predict(xa) == y).float().mean())
 
@@ -335,6 +338,10 @@ def test_preprocess_defenders_bpda_and_bad_specs() -> None:
     assert acc("bd", "Square") < acc("bd", "PGD") - 0.2
     assert defs["med"].attack_model() is not defs["med"]  # BPDA by default
     assert defs["bd"].attack_model() is defs["bd"]
+    # the attacker's bpda overrides the defender's: the same PGD as the matching default
+    assert acc("bd-bpda", "PGD-through") == acc("bd", "PGD")
+    assert acc("bd", "BPDA-PGD") == acc("bd-bpda", "PGD")
+    assert spec_keys_unchanged_by_an_unset_bpda(aspecs)
     for bad, field in [({"transform": "jpeg"}, "transform"),
                        ({"transform": "median", "size": 4}, "size"),
                        ({"transform": "bit-depth", "bits": 9}, "bits"),
@@ -344,3 +351,13 @@ def test_preprocess_defenders_bpda_and_bad_specs() -> None:
                               {"name": "p", "kind": "preprocess", **bad}],
                              [{"name": "F", "kind": "fgsm", "eps": 0.1}])
         assert field in str(info.value)
+    with pytest.raises(InputError, match="bpda"):
+        parse_strategies([{"name": "clean", "kind": "clean"}],
+                         [{"name": "P", "kind": "pgd", "eps": 0.1, "bpda": "yes"}])
+
+
+def spec_keys_unchanged_by_an_unset_bpda(aspecs: Any) -> bool:
+    """An attacker without ``bpda`` keeps the dict (hence key and seeds) it had before the
+    field existed; one that sets it gets its own."""
+    plain, through = aspecs[0].as_dict(), aspecs[2].as_dict()
+    return "bpda" not in plain and through["bpda"] is False

@@ -7,8 +7,9 @@ The iteration (L-inf or L2; P = projection onto the eps-ball around x, then the 
     z_(k+1) = P(x_k + eta_k * steepest(grad f(x_k)))
     x_(k+1) = P(x_k + a (z_(k+1) - x_k) + (1 - a) (x_k - x_(k-1)))     a = 0.75 (1 at k = 0)
 
-eta_0 = 2 eps. At the checkpoints w_0 = 0, w_1 = ceil(0.22 N), and intervals that shrink by
-ceil(0.03 N) down to ceil(0.06 N), the step size is halved (and the iterate restarts from
+eta_0 = 2 eps. At the checkpoints w_0 = 0, w_1 = floor(0.22 N), and intervals that shrink
+by floor(0.03 N) down to floor(0.06 N) (each at least 1; AutoAttack's code rounds down where
+the paper writes ceil), the step size is halved (and the iterate restarts from
 the best point so far) for every example where (1) the loss rose in at most 75% of the
 steps since the last checkpoint, or (2) the step was not halved at the last checkpoint
 and the best loss has not improved since. The best point by the loss and the first
@@ -19,6 +20,10 @@ DLR loss (for K >= 3 classes; z sorted decreasingly z_pi1 >= z_pi2 >= ...):
 
     DLR(z, y) = -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)
     targeted:   -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)   (K >= 4)
+
+Targeted cross-entropy (``loss="ce", targeted=True``) maximizes -CE(z, t) = log softmax(z)_t;
+APGD-T, AutoAttack's targeted attack, is the targeted DLR loss (the default when
+``targeted`` is set).
 
 Both are invariant to shifting and scaling the logits, so a model cannot hide behind
 saturated softmax outputs. With fewer classes the normalizers are undefined; the
@@ -85,6 +90,13 @@ def _ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y, reduction="none")
 
 
+def _targeted(loss: str, target: torch.Tensor) -> LossFn:
+    """The targeted loss (to maximize) towards ``target`` (N,): -CE(z, t) or targeted DLR."""
+    if loss == "ce":
+        return lambda z, y: -F.cross_entropy(z, target, reduction="none")
+    return lambda z, y: dlr_loss_targeted(z, y, target)
+
+
 def _project_ball_box(z: torch.Tensor, x: torch.Tensor, eps: float, norm: Norm) -> torch.Tensor:
     if norm == "inf":
         return torch.minimum(torch.maximum(z, x - eps), x + eps).clamp_(0.0, 1.0)
@@ -124,7 +136,6 @@ def checkpoints(steps: int) -> list[int]:
 def _apgd_run(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: LossFn, eps: float, norm: Norm,
     steps: int, generator: torch.Generator | None, eot: int,
-    target: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One APGD run from a random start; returns (x_result, fooled (N,) bool)."""
 
@@ -134,7 +145,7 @@ def _apgd_run(
         for _ in range(eot):
             za = z.detach().requires_grad_(True)
             logits = model(za)
-            lv = loss(logits, y) if target is None else dlr_loss_targeted(logits, y, target)
+            lv = loss(logits, y)
             (g,) = torch.autograd.grad(lv.sum(), za)
             grad += g
             total += lv.detach()
@@ -192,7 +203,7 @@ def apgd(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     norm: Norm | str | float = "inf",
     steps: int = 100,
-    loss: str = "ce",
+    loss: str | None = None,
     targeted: bool = False,
     n_target_classes: int = 9,
     restarts: int = 1,
@@ -201,6 +212,9 @@ def apgd(
     eot: int = 1,
 ) -> torch.Tensor:
     """Auto-PGD: APGD-CE, APGD-DLR, or APGD-T (targeted DLR) with ``targeted=True``.
+
+    ``loss``: ``"ce"`` or ``"dlr"``; None (default): ``"ce"``, or ``"dlr"`` when
+    ``targeted`` (APGD-T). ``targeted=True, loss="ce"`` maximizes the target's log-softmax.
 
     Each restart starts from a random point of the eps-sphere; later restarts (and, for
     APGD-T, the runs against the 2nd, 3rd, ... most likely classes up to
@@ -223,6 +237,8 @@ def apgd(
     check_positive_int("restarts", restarts)
     check_positive_int("eot", eot)
     check_positive_int("n_target_classes", n_target_classes)
+    if loss is None:
+        loss = "dlr" if targeted else "ce"
     if loss not in LOSSES:
         raise InputError("loss", f"must be one of {LOSSES}, got {loss!r}")
     with eval_mode(model):
@@ -242,9 +258,9 @@ def apgd(
                 todo = torch.nonzero(~fooled).squeeze(1)
                 if todo.numel() == 0:
                     return out
-                t_sub = None if target is None else target[todo]
-                x_res, ok = _apgd_run(model, x[todo], y[todo], lossf, e, p, steps, generator,
-                                      eot, t_sub)
+                run_loss = lossf if target is None else _targeted(loss, target[todo])
+                x_res, ok = _apgd_run(model, x[todo], y[todo], run_loss, e, p, steps,
+                                      generator, eot)
                 # unfooled points keep the highest-loss result of their latest run
                 out[todo] = x_res
                 fooled[todo[ok]] = True

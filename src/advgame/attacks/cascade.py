@@ -76,15 +76,8 @@ VERSIONS: dict[str, tuple[str, ...]] = {
     "rand": ("apgd-ce-eot", "apgd-dlr-eot"),
 }
 
-def is_gradient_free(name: str) -> bool:
-    """Whether the stage named ``name`` never asks the model for a gradient (Square and
-    stages named after it, such as a caller's "square (1000 queries)").
-
-    Example:
-        >>> is_gradient_free("square-5"), is_gradient_free("apgd-ce")
-        (True, False)
-    """
-    return name.startswith("square")
+#: The stages of :data:`ATTACKS` that only query the model's outputs, never its gradient.
+GRADIENT_FREE = frozenset({"square", "square-5"})
 
 
 def _repeat(attack: Callable[..., torch.Tensor], times: int, m: nn.Module, x: torch.Tensor,
@@ -111,6 +104,7 @@ class StageReport:
     fooled: int
     robust_accuracy: float
     time_s: float
+    gradient_free: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,23 +138,25 @@ class CascadeResult:
 
 Stages = str | Sequence[Any]
 """A version name, comma-separated names, or a list of names from :data:`ATTACKS`,
-(name, stage) pairs and :class:`advgame.attacks.Attack` objects."""
+(name, stage) or (name, stage, gradient_free) tuples and :class:`advgame.attacks.Attack`
+objects."""
 
 
-def _attack_stage(attack: Any) -> tuple[str, Stage]:
+def _attack_stage(attack: Any) -> tuple[str, Stage, bool]:
     """An :class:`advgame.attacks.Attack` as a stage: ``attack.craft(model, x, y,
     generator=g)`` (its own eps and norm, checked by :func:`_stages`)."""
     def stage(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm: Norm,
               generator: torch.Generator | None) -> torch.Tensor:
         return attack.craft(model, x, y, generator=generator)
-    return str(attack.name), stage
+    return str(attack.name), stage, bool(getattr(attack, "gradient_free", False))
 
 
 def _stages(attacks: Stages, eps: float | None = None,
-            norm: Norm | None = None) -> tuple[tuple[str, Stage], ...]:
-    """(name, stage) pairs: a version, comma-separated names, or a list of names, (name,
-    stage) pairs (a caller's own stage, e.g. Square with fewer queries) and Attack objects
-    (whose threat model must be ``eps`` and ``norm`` when given)."""
+            norm: Norm | None = None) -> tuple[tuple[str, Stage, bool], ...]:
+    """(name, stage, gradient_free) triples: a version, comma-separated names, or a list of
+    names, (name, stage[, gradient_free]) tuples (a caller's own stage, e.g. Square with
+    fewer queries; gradient-based unless said) and Attack objects (whose threat model must
+    be ``eps`` and ``norm`` when given). A name that repeats gets " (2)", " (3)", ..."""
     if isinstance(attacks, str):
         items: Sequence[Any] = (
             VERSIONS[attacks] if attacks in VERSIONS
@@ -173,20 +169,25 @@ def _stages(attacks: Stages, eps: float | None = None,
     if unknown:
         raise InputError("attacks", f"unknown attack(s) {unknown}; choose a version "
                          f"{sorted(VERSIONS)} or names from {sorted(ATTACKS)}")
-    out = []
+    out: list[tuple[str, Stage, bool]] = []
     for a in items:
         if isinstance(a, str):
-            out.append((a, ATTACKS[a]))
+            out.append((a, ATTACKS[a], a in GRADIENT_FREE))
         elif callable(getattr(a, "craft", None)):
             if eps is not None and (abs(a.eps - eps) > 1e-12 or a.norm != norm):
                 raise InputError("attacks", f"{a.name} has eps {a.eps:g} (L{a.norm}), the "
                                  f"evaluation eps {eps:g} (L{norm})")
             out.append(_attack_stage(a))
-        elif isinstance(a, tuple) and len(a) == 2 and callable(a[1]):
-            out.append((str(a[0]), a[1]))
+        elif isinstance(a, tuple) and len(a) in (2, 3) and callable(a[1]):
+            out.append((str(a[0]), a[1], bool(a[2]) if len(a) == 3 else False))
         else:
             raise InputError("attacks", f"expected a name, a (name, stage) pair or an "
                              f"Attack, got {a!r}")
+    seen: dict[str, int] = {}
+    for k, (name, stage, free) in enumerate(out):
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            out[k] = (f"{name} ({seen[name]})", stage, free)
     return tuple(out)
 
 
@@ -231,7 +232,7 @@ def run_cascade(
     x_adv = x.clone()
     reports = []
     with progress_bar(len(names), "cascade", unit="stages", enabled=progress is True) as bar:
-        for k, (name, stage) in enumerate(names):
+        for k, (name, stage, free) in enumerate(names):
             todo = torch.nonzero(robust).squeeze(1)
             t0 = time.perf_counter()
             fooled = 0
@@ -248,7 +249,8 @@ def run_cascade(
                 fooled_by[hit] = k
                 fooled = int(now.sum())
             reports.append(StageReport(name, int(todo.numel()), fooled,
-                                       float(robust.float().mean()), time.perf_counter() - t0))
+                                       float(robust.float().mean()), time.perf_counter() - t0,
+                                       free))
             bar.update(1)
     return CascadeResult(x_adv, clean, robust, fooled_by, tuple(reports))
 

@@ -17,7 +17,7 @@ perturbation small). Each time x_(k+1) is adversarial its norm is recorded and i
 back towards x: x_(k+1) = x + beta (x_(k+1) - x). Untargeted: t is the class whose
 linearized boundary is nearest, |df_t| / ||w_t||_{p*} (one backward pass per class);
 targeted (FAB-T, AutoAttack's choice): t runs over the most likely other classes. Restarts
-after the first start from random points at half the best norm found.
+after the first start from random points at half of min(best norm found, eps).
 
 CW-L2. x_adv = (tanh(w) + 1) / 2 keeps the box; Adam minimizes
 ||x_adv - x||_2^2 + c max(z_y - max_{i != y} z_i, -kappa) with a binary search on c per
@@ -35,7 +35,7 @@ from torch import nn
 from advgame.attacks.base import check_attack_args, checked_logits
 from advgame.models.training import eval_mode
 from advgame.threat import Norm, lp_norm, project_onto_hyperplane_in_box
-from advgame.validate import check_nonnegative, check_positive_int
+from advgame.validate import check_nonnegative, check_positive, check_positive_int
 
 
 @dataclass(frozen=True)
@@ -155,8 +155,9 @@ def fab_minimum_norm(
 ) -> MinimumNormResult:
     """FAB's smallest adversarial perturbation per example (see the module docstring).
 
-    ``start_radius``: radius of the random starts of restarts 2, 3, ... before any
-    adversarial point is found (default: 0.3 for L-inf, 1.0 for L2; AutoAttack's values).
+    ``start_radius``: the random starts of restarts 2, 3, ... lie at half of min(best norm
+    found, ``start_radius``) from x (default: 0.3 for L-inf, 1.0 for L2; AutoAttack's
+    values; :func:`fab` passes its eps).
 
     Shape: x (N, ...) in [0, 1], y (N,) -> :class:`MinimumNormResult`.
     """
@@ -188,8 +189,7 @@ def fab_minimum_norm(
                 if r == 0:
                     start = xs
                 else:
-                    radius = torch.where(torch.isfinite(sub_norm), sub_norm,
-                                         torch.full_like(sub_norm, r0))
+                    radius = sub_norm.clamp(max=r0)  # AutoAttack's min(best norm, eps)
                     start = _random_start(xs, radius, p, generator)
                 adv, adv_norm = _fab_run(model, xs, ys, p, steps, target, start, alpha_max,
                                          eta, beta)
@@ -236,9 +236,12 @@ def cw_l2(
 ) -> MinimumNormResult:
     """Carlini-Wagner L2: the smallest adversarial L2 perturbation found per example.
 
-    ``steps`` Adam steps per binary-search step; c starts at ``c_init`` and is bisected
-    per example (multiplied by 10 until a first success). Robust accuracy at radius eps:
-    ``cw_l2(...).robust_accuracy(eps)``.
+    ``steps`` Adam steps per binary-search step; c starts at ``c_init`` (> 0) and is
+    bisected per example (multiplied by 10 until a first success). A point counts as
+    adversarial, for the search and for the smallest norm kept, only with confidence
+    ``kappa``: z_y - max_{i != y} z_i < -kappa (CW's criterion; kappa = 0: misclassified).
+    Robust accuracy at radius eps: ``cw_l2(...).robust_accuracy(eps)`` (with kappa = 0; a
+    kappa > 0 leaves points misclassified with less confidence counted as robust).
 
     Shape: x (N, ...) in [0, 1], y (N,) -> :class:`MinimumNormResult` (L2).
 
@@ -252,9 +255,9 @@ def cw_l2(
     x, _, _ = check_attack_args(x, y, 0.0, "2")
     check_positive_int("steps", steps)
     check_positive_int("binary_search_steps", binary_search_steps)
-    c0 = check_nonnegative("c_init", c_init)
+    c0 = check_positive("c_init", c_init)
     k = check_nonnegative("kappa", kappa)
-    lr_ = check_nonnegative("lr", lr)
+    lr_ = check_positive("lr", lr)
     with eval_mode(model):
         logits = checked_logits(model, x, y)
         n = x.shape[0]
@@ -278,7 +281,7 @@ def cw_l2(
                 (w.grad,) = torch.autograd.grad(loss, w)  # parameters' .grad untouched
                 opt.step()
                 with torch.no_grad():
-                    adv = margin < 0
+                    adv = margin < -k  # CW's success: misclassified with confidence kappa
                     nrm = dist.sqrt()
                     better = adv & (nrm < best_norm)
                     best[better] = x_adv.detach()[better]

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from advgame.attacks.apgd import LOSSES
+from advgame.attacks.cascade import VERSIONS
 from advgame.attacks.gradient import attack_loop
 from advgame.attacks.learned import attnet_attack, attnet_examples, build_attnet, train_attnet
 from advgame.errors import InputError
@@ -26,6 +28,7 @@ from advgame.models import frozen
 from advgame.models.training import module_modes, restore_modes
 from advgame.rng import init_parameters
 from advgame.threat import Norm, clip_box, parse_norm, project
+from advgame.validate import check_choice, check_positive_int
 
 __all__ = [
     "DeployedModel",
@@ -36,6 +39,7 @@ __all__ = [
     "GradientAttack",
     "LibraryAttack",
     "Perturber",
+    "STRONG_METHODS",
     "StrongAttack",
     "TransferAttack",
 ]
@@ -54,7 +58,7 @@ class DeployedModel(Protocol):
 
     def set_generator(self, generator: torch.Generator | None) -> None: ...
 
-    def attack_model(self) -> nn.Module: ...
+    def attack_model(self, bpda: bool | None = None) -> nn.Module: ...
 
 
 class Attack:
@@ -69,9 +73,16 @@ class Attack:
         name, key: strategy name; name plus a hash of its config.
         eps, norm: the threat model.
         adaptive: whether ``craft`` depends on the target.
+        gradient_free: whether ``craft`` only queries the target's outputs (never its
+            gradient); the gradient-masking checks compare such attacks with the others.
+        bpda: how the attack meets a defense's input transform (:meth:`against`): True
+            BPDA (the transform differentiated as the identity), False through it as it
+            is, None (default) as the defense says.
     """
 
     adaptive: bool = True
+    gradient_free: bool = False
+    bpda: bool | None = None
 
     def __init__(self, name: str, eps: float, norm: Norm | str, key: str | None = None
                  ) -> None:
@@ -83,6 +94,11 @@ class Attack:
     def craft(self, target: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
               generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def against(self, defense: DeployedModel) -> nn.Module:
+        """The module this attack differentiates to attack ``defense``: its
+        ``attack_model`` with the attack's :attr:`bpda` choice."""
+        return defense.attack_model(bpda=self.bpda)
 
     def perturber(self, generator: torch.Generator | None = None) -> Perturber:
         """A map of training batches to the examples a defender trains against.
@@ -144,7 +160,8 @@ class GradientAttack(Attack):
 
     PGD with ``restarts`` > 1 keeps, per example, the first run that fools the target.
     ``box_aware`` (L2): exact steps in ball ∩ box (:func:`advgame.attacks.fgm`).
-    ``batch_size``: rows per call of the loop (None: all at once).
+    ``batch_size``: rows per call of the loop (None: all at once). ``bpda``: see
+    :attr:`Attack.bpda` (BPDA-PGD is ``GradientAttack(..., "pgd", ..., bpda=True)``).
 
     Example:
         >>> atk = GradientAttack("FGSM", "fgm", 0.1, "inf")
@@ -157,8 +174,9 @@ class GradientAttack(Attack):
     def __init__(self, name: str, method: str, eps: float, norm: Norm | str = "inf", *,
                  steps: int = 10, step_size: float | None = None, restarts: int = 1,
                  box_aware: bool = False, batch_size: int | None = 500,
-                 key: str | None = None) -> None:
+                 key: str | None = None, bpda: bool | None = None) -> None:
         super().__init__(name, eps, norm, key)
+        self.bpda = bpda
         if method not in ("fgm", "pgd"):
             raise InputError("method", f"must be fgm or pgd, got {method!r}")
         self.method = method
@@ -194,9 +212,18 @@ class GradientAttack(Attack):
         return _batched(one, x, y, self.batch_size)
 
 
+#: StrongAttack's methods.
+STRONG_METHODS = ("apgd", "square", "fab", "cw", "autoattack")
+
+
 class StrongAttack(Attack):
     """APGD, Square, FAB, CW or the AutoAttack cascade against the
     target, white box; the generator drives their random starts and searches.
+
+    ``method``: one of :data:`STRONG_METHODS`. ``loss`` (APGD): ``"ce"`` or ``"dlr"``; None:
+    ``"dlr"`` when ``targeted`` (APGD-T), else ``"ce"``. ``targeted``: APGD-T / FAB-T (None:
+    untargeted APGD, targeted FAB). ``cw`` is an L2 attack. Square is ``gradient_free``.
+    ``bpda``: see :attr:`Attack.bpda`.
 
     Example:
         >>> atk = StrongAttack("APGD", 0.1, "inf", method="apgd", steps=5)
@@ -207,11 +234,24 @@ class StrongAttack(Attack):
     """
 
     def __init__(self, name: str, eps: float, norm: Norm | str = "inf", *,
-                 method: str = "apgd", loss: str = "ce", targeted: bool | None = None,
-                 steps: int = 100, restarts: int = 1, queries: int = 5000,
-                 version: str = "standard", batch_size: int | None = 500,
-                 key: str | None = None) -> None:
+                 method: str = "apgd", loss: str | None = None,
+                 targeted: bool | None = None, steps: int = 100, restarts: int = 1,
+                 queries: int = 5000, version: str = "standard",
+                 batch_size: int | None = 500, key: str | None = None,
+                 bpda: bool | None = None) -> None:
         super().__init__(name, eps, norm, key)
+        self.bpda = bpda
+        check_choice("method", method, STRONG_METHODS)
+        if loss is not None:
+            check_choice("loss", loss, LOSSES)
+        check_choice("version", version, tuple(VERSIONS))
+        for arg, val in (("steps", steps), ("restarts", restarts), ("queries", queries)):
+            check_positive_int(arg, val)
+        if batch_size is not None:
+            check_positive_int("batch_size", batch_size)
+        if method == "cw" and self.norm != "2":
+            raise InputError("norm", "cw is an L2 attack: use norm 2")
+        self.gradient_free = method == "square"
         self.method, self.loss, self.targeted = method, loss, targeted
         self.steps, self.restarts, self.queries = steps, restarts, queries
         self.version, self.batch_size = version, batch_size

@@ -47,8 +47,9 @@ class Defense(nn.Module):
 
     ``forward(x)`` -> (N, K) scores that a white-box attacker differentiates (logits, or
     log-probabilities for randomized defenses: the EOT expectation); ``predict(x,
-    generator)`` -> (N,) deployed decisions. ``attack_model()`` is the module attacks are
-    computed against (``self`` unless overridden). Randomized defenses draw the noise of
+    generator)`` -> (N,) deployed decisions. ``attack_model(bpda=None)`` is the module
+    attacks are computed against (``self`` unless overridden; ``bpda`` matters to defenses
+    with an input transform, :class:`TransformDefense`). Randomized defenses draw the noise of
     ``forward`` from ``self.generator`` (set with :meth:`set_generator`).
 
     Attributes:
@@ -68,8 +69,13 @@ class Defense(nn.Module):
         """Source of the randomness of ``forward`` (and of components, for mixtures)."""
         self.generator = generator
 
-    def attack_model(self) -> nn.Module:
-        """The module white-box attacks differentiate (EOT for randomized defenses)."""
+    def attack_model(self, bpda: bool | None = None) -> nn.Module:
+        """The module white-box attacks differentiate (EOT for randomized defenses).
+
+        ``bpda``: the attacker's choice for an input transform in the defense: True
+        differentiates it as the identity (BPDA), False through it as it is, None as the
+        defense was built to be attacked. Defenses without a transform ignore it.
+        """
         return self
 
     @torch.no_grad()
@@ -201,9 +207,10 @@ class TransformDefense(Defense):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.reformed(x)
 
-    def attack_model(self) -> nn.Module:
-        """``self``, or with ``bpda`` the same forward pass with the identity's backward."""
-        return self.with_bpda() if self.bpda else self
+    def attack_model(self, bpda: bool | None = None) -> nn.Module:
+        """``self``, or with BPDA (``bpda``, or the defense's own ``self.bpda`` when None)
+        the same forward pass with the identity's backward."""
+        return self.with_bpda() if (self.bpda if bpda is None else bpda) else self
 
     def with_bpda(self) -> TransformDefense:
         """The same defense as a BPDA attacker differentiates it (Athalye et al. 2018): the
@@ -287,8 +294,8 @@ class MixedDefense(Defense):
         for c in self.parts:
             c.set_generator(generator)  # type: ignore[operator]
 
-    def attack_model(self) -> nn.Module:
-        return ExpectedMixture([c.attack_model() for c in self.parts],  # type: ignore[operator]
+    def attack_model(self, bpda: bool | None = None) -> nn.Module:
+        return ExpectedMixture([c.attack_model(bpda) for c in self.parts],  # type: ignore[operator]
                                self.probs)
 
     def sample(self, n: int, generator: torch.Generator | None = None,

@@ -68,6 +68,8 @@ class EvaluateConfig(ModelConfig):
                 raise InputError("attacks", f"unknown attack(s) {unknown or [self.attacks]}; "
                                  f"choose {', '.join(sorted(VERSIONS))} or names from "
                                  f"{', '.join(sorted(ATTACKS))}")
+            if "cw" in names and parse_norm(self.norm) != "2":
+                raise InputError("attacks", "cw is an L2 attack; use it with norm 2")
         if self.n_test is not None:
             check_positive_int("n_test", self.n_test)
         kind, _ = parse_defense(self.defense)

@@ -350,7 +350,7 @@ def build_attackers(
         if isinstance(spec, GradientSpec):
             a = strategy.GradientAttack(spec.name, spec.method, spec.eps, spec.norm,
                                         steps=spec.steps, step_size=spec.step_size,
-                                        restarts=spec.restarts, key=key)
+                                        restarts=spec.restarts, key=key, bpda=spec.bpda)
         elif isinstance(spec, AttNetSpec):
             xa, ya = ctx.train_subset(spec.train_size)
             a = strategy.AttNetAttack(spec.name, spec.eps, arch=spec.arch, hidden=spec.hidden,
@@ -396,7 +396,7 @@ def build_attackers(
             a = strategy.StrongAttack(spec.name, spec.eps, spec.norm, method=spec.method,
                                       loss=spec.loss, targeted=spec.targeted, steps=spec.steps,
                                       restarts=spec.restarts, queries=spec.queries,
-                                      version=spec.version, key=key)
+                                      version=spec.version, key=key, bpda=spec.bpda)
         elif isinstance(spec, LibrarySpec):
             if not strategy.library_available(spec.library):
                 skipped[spec.name] = f"{spec.library} is not installed"

@@ -227,12 +227,12 @@ class CellEvaluator:
         if not attack.adaptive:
             if attack.key not in self._fixed:
                 g = unit_generator(self.seed, f"craft-{self.tag}-{attack.key}", self.x.device)
-                target = defense.attack_model() if defense is not None else torch.nn.Identity()
+                target = attack.against(defense) if defense is not None else torch.nn.Identity()
                 self._fixed[attack.key] = attack.craft(target, self.x, self.y, generator=g)
             return self._fixed[attack.key]
         if defense is None:
             raise InputError("defense", f"the adaptive attack {attack.name!r} needs a target")
-        return attack.craft(defense.attack_model(), self.x, self.y, generator=generator)
+        return attack.craft(attack.against(defense), self.x, self.y, generator=generator)
 
     def cell(self, defense: Defense, attack: Attack) -> Cell:
         key = self.cell_key(defense, attack)
@@ -463,7 +463,7 @@ def evaluate_mixed_defense(
             if attack.adaptive and adaptive_attacks and len(comps) == 1:
                 eot = float(matrix.accuracy[rows[0], j])  # EOT of one component = its cell
             elif attack.adaptive and adaptive_attacks:
-                x_eot = attack.craft(mixed.attack_model(), x, y, generator=g)
+                x_eot = attack.craft(attack.against(mixed), x, y, generator=g)
                 eot = _accuracy(mixed.predict(x_eot, g), y)
                 if naive and isinstance(attack, GradientAttack):
                     nv = _accuracy(mixed.predict(attack.craft(mixed, x, y, generator=g), g), y)

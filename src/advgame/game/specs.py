@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from advgame.attacks.strategy import LIBRARIES
+from advgame.attacks.strategy import LIBRARIES, STRONG_METHODS
 from advgame.errors import InputError
 from advgame.storage import digest
 from advgame.threat import parse_norm
@@ -226,6 +226,8 @@ class PreprocessSpec(DefenderSpec):
     identity (BPDA, Athalye et al. 2018), the adaptive attack on a non-differentiable
     transform; false: through the transform as it is, whose gradient is masked (zero for
     the quantizer) -- what the game's masking check and a gradient-free attacker expose.
+    An attacker's own ``bpda`` (gradient and strong kinds) overrides it, so that one game
+    can pit PGD through the transform and BPDA-PGD against the same defender.
     """
 
     kind: ClassVar[str] = "preprocess"
@@ -292,20 +294,37 @@ class AttackerSpec(StrategySpec):
         _eps("eps", self.eps, self.norm)
 
 
+def _bpda(value: object) -> None:
+    if value is not None and not isinstance(value, bool):
+        raise InputError("bpda", f"must be true or false, got {value!r}")
+
+
+def _without_unset_bpda(d: dict[str, Any]) -> dict[str, Any]:
+    """An unset ``bpda`` stays out of the spec's dict (and so of its key and seeds: a
+    spec written before the field existed keeps its key)."""
+    if d.get("bpda") is None:
+        d.pop("bpda", None)
+    return d
+
+
 @dataclass(frozen=True, kw_only=True)
 class GradientSpec(AttackerSpec):
     """FGM (one step of length eps; FGSM in L-inf) or PGD (``steps`` steps of
     ``step_size``, default 2.5 eps / steps, random start; per example the first of
-    ``restarts`` runs that fools the target)."""
+    ``restarts`` runs that fools the target). ``bpda``: how it meets a ``preprocess``
+    defender's transform: true BPDA (BPDA-PGD), false through the transform as it is,
+    unset as the defender's own ``bpda`` says."""
 
     kind: ClassVar[str] = "pgd"
     method: str = "pgd"
     steps: int = 10
     step_size: float | None = None
     restarts: int = 1
+    bpda: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _bpda(self.bpda)
         check_choice("method", self.method, ("fgm", "pgd"))
         check_positive_int("steps", self.steps)
         check_positive_int("restarts", self.restarts)
@@ -313,7 +332,7 @@ class GradientSpec(AttackerSpec):
             check_nonnegative("step_size", self.step_size)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**super().as_dict(), "kind": self.method}
+        return _without_unset_bpda({**super().as_dict(), "kind": self.method})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -408,23 +427,29 @@ class LibrarySpec(AttackerSpec):
 @dataclass(frozen=True, kw_only=True)
 class StrongSpec(AttackerSpec):
     """The evaluation-grade attacks of :mod:`advgame.attacks.cascade`, run white box
-    against the defended model: kind ``apgd`` (``loss`` ce or dlr, ``targeted``, ``steps``,
-    ``restarts``), ``square`` (``queries``, gradient-free), ``fab`` (``targeted``, default
-    true = FAB-T, ``steps``), ``cw`` (L2 only: Carlini-Wagner, reported at eps) and
-    ``autoattack`` (the cascade of ``version``: standard, plus or rand)."""
+    against the defended model: kind ``apgd`` (``loss`` ce or dlr, default dlr when
+    ``targeted`` = APGD-T, else ce; ``targeted``, ``steps``, ``restarts``), ``square``
+    (``queries``, gradient-free), ``fab`` (``targeted``, default true = FAB-T,
+    ``steps``), ``cw`` (L2 only: Carlini-Wagner, reported at eps) and
+    ``autoattack`` (the cascade of ``version``: standard, plus or rand). ``bpda`` as for
+    the gradient attacks."""
 
     kind: ClassVar[str] = "apgd"
     method: str = "apgd"
-    loss: str = "ce"
+    loss: str | None = None
     targeted: bool | None = None
     steps: int = 100
     restarts: int = 1
     queries: int = 5000
     version: str = "standard"
+    bpda: bool | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _bpda(self.bpda)
         check_choice("method", self.method, STRONG_KINDS)
+        if self.loss is None:  # APGD-T's targeted DLR, else cross-entropy
+            object.__setattr__(self, "loss", "dlr" if self.targeted else "ce")
         check_choice("loss", self.loss, ("ce", "dlr"))
         for name in ("steps", "restarts", "queries"):
             check_positive_int(name, getattr(self, name))
@@ -437,10 +462,10 @@ class StrongSpec(AttackerSpec):
             raise InputError("norm", "cw is an L2 attack: set norm = 2")
 
     def as_dict(self) -> dict[str, Any]:
-        return {**super().as_dict(), "kind": self.method}
+        return _without_unset_bpda({**super().as_dict(), "kind": self.method})
 
 
-STRONG_KINDS = ("apgd", "square", "fab", "cw", "autoattack")
+STRONG_KINDS = STRONG_METHODS
 
 
 #: Defender kind -> spec class.
