@@ -274,3 +274,97 @@ def test_top_level_help_is_fast_and_imports_no_torch() -> None:
     assert p.returncode == 0 and p.stdout.strip().endswith("NONE"), p.stdout + p.stderr
     for cmd in ("train", "attack", "paper1", "paper2", "game", "certify", "report"):
         assert cmd in p.stdout
+
+
+# ------------------------------------------------------------------ stored results
+
+
+def test_out_holding_another_runs_results_is_never_overwritten(tmp_path: Path) -> None:
+    """A run refuses an --out that holds another command's results or the same command's
+    under another config (one line, exit 2, the files untouched); the same command with
+    the same settings resumes into it."""
+    import hashlib
+
+    out = tmp_path / "run"
+    train = ["train", "--dataset", "digits-8x8", "--classes", "0", "1", "--epochs", "1",
+             "--hidden", "8", "--out", str(out)]
+    assert main(train) == 0
+
+    def digests() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(out.iterdir()) if p.is_file()}
+
+    before = digests()
+    for args, needle in [
+        (["attack", "--dataset", "digits-8x8", "--classes", "0", "1", "--epochs", "1",
+          "--hidden", "8", "--eps", "0.1", "--out", str(out)], "'advgame train'"),
+        ([*train[:-2], "--seed", "3", "--out", str(out)], "another seed"),
+    ]:
+        p = run_cli(*args)
+        assert p.returncode == 2, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+        assert "out:" in lines[0] and needle in lines[0], lines
+        assert digests() == before
+    # a model.pt of another config without results (an interrupted run) is kept too
+    (out / "results.json").unlink()
+    p = run_cli(*train[:-2], "--epochs", "2", "--out", str(out))
+    assert p.returncode == 2 and "another config" in p.stderr, p.stderr
+    assert digests()["model.pt"] == before["model.pt"]
+    # the same settings resume: the stored model is reused, not retrained
+    assert main(train) == 0
+    assert digests()["model.pt"] == before["model.pt"]
+    res = json.loads((out / "results.json").read_text())
+    assert res["command"] == "train"
+    # a run on a checkpoint records the checkpoint's classifier fields in its config:
+    # its rerun is still the same run
+    att = tmp_path / "att"
+    attack = ["attack", "--dataset", "digits-8x8", "--classes", "0", "1", "--model",
+              str(out / "model.pt"), "--arch", "cnn", "--eps", "0.1", "--out", str(att)]
+    assert main(attack) == 0
+    assert json.loads((att / "results.json").read_text())["config"]["arch"] == "mlp"
+    assert main(attack) == 0
+    p = run_cli(*attack[:-2], "--eps", "0.2", "--out", str(att))
+    assert p.returncode == 2 and "another eps" in p.stderr, p.stderr
+
+
+def test_result_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Atomic writes go through a temporary file (mkstemp: owner-only); the file that
+    lands gets 0666 less the umask, like any new file (here umask 022: 0644)."""
+    import os
+    import stat
+
+    from advgame.storage import atomic_write_json, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        for p in (atomic_write_json(tmp_path / "r.json", {"a": 1}),
+                  atomic_write_text(tmp_path / "r.html", "<p>")):
+            assert stat.S_IMODE(p.stat().st_mode) == 0o644, oct(p.stat().st_mode)
+        os.umask(0o077)
+        p = atomic_write_text(tmp_path / "private.txt", "x")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_paper1_checks_its_arguments_before_any_work(tmp_path: Path) -> None:
+    """Extra dataset directories and --n-test are checked before training (they were read
+    or used only late in the run); a checkpoint that does not fit is not copied."""
+    for args, needle in [(["--fashion-dir", str(tmp_path / "none")], "fashion_dir"),
+                         (["--cifar-dir", str(tmp_path)], "cifar_dir"),
+                         (["--n-test", "0"], "n_test")]:
+        out = tmp_path / "p1"
+        p = run_cli("paper1", "--quick", *args, "--out", str(out))
+        assert p.returncode == 2, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and needle in lines[0], p.stderr
+        assert not out.exists()
+    ten = tmp_path / "ten"
+    assert main(["train", "--dataset", "digits-8x8", "--epochs", "1", "--hidden", "8",
+                 "--out", str(ten)]) == 0
+    out = tmp_path / "p1m"
+    p = run_cli("paper1", "--quick", "--dataset", "digits-8x8", "--model",
+                str(ten / "model.pt"), "--out", str(out))
+    assert p.returncode == 2 and "model:" in p.stderr and "10 classes" in p.stderr, p.stderr
+    assert not out.exists()

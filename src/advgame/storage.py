@@ -23,10 +23,20 @@ import torch
 __all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "digest", "to_jsonable"]
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call ``write(tmp)`` on a temporary path beside ``path``, then rename it onto ``path``.
 
     The parent directory is created; the temporary file is removed if ``write`` raises.
+    The file gets the permissions of any new file (0666 less the umask), not the
+    owner-only ones of a temporary file, so that a results directory on a shared file
+    system is readable as usual.
 
     Example:
         >>> import tempfile, pathlib
@@ -41,6 +51,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, p)
     finally:
         if os.path.exists(tmp):

@@ -160,7 +160,9 @@ def _stages(attacks: Stages, eps: float | None = None,
     if isinstance(attacks, str):
         items: Sequence[Any] = (
             VERSIONS[attacks] if attacks in VERSIONS
-            else [a.strip() for a in attacks.split(",") if a.strip()])
+            else [a.strip() for a in attacks.split(",")])
+        if any(not a for a in items):
+            raise InputError("attacks", f"an empty attack name in {attacks!r}")
     else:
         items = list(attacks)
     if not items:

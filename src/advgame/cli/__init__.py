@@ -15,14 +15,19 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from advgame import __version__
 from advgame.cli import flags
 from advgame.cli.flags import floats as _floats
 from advgame.errors import InputError
 
 
 class _Parser(argparse.ArgumentParser):
+    #: the help to point to (the command's, for options the top-level parser rejects)
+    help_hint: str | None = None
+
     def error(self, message: str) -> NoReturn:  # one line, exit 2
-        self.exit(2, f"advgame: error: {message} (see '{self.prog} --help')\n")
+        hint = self.help_hint or f"{self.prog} --help"
+        self.exit(2, f"advgame: error: {message} (see '{hint}')\n")
 
 
 def _progress(it: Iterable[Any], desc: str = "", total: int | None = None) -> Iterable[Any]:
@@ -156,6 +161,8 @@ def document_defaults(p: argparse.ArgumentParser, cls: type, quick: dict[str, An
         f = fields.get(action.dest)
         if f is not None and action.nargs != 0:
             default = f.default if f.default is not dataclasses.MISSING else None
+            if default is not None and text.endswith(" (default: all)"):
+                text = text[:-len(" (default: all)")]  # a command whose default is not all
             parts = []
             if default is not None and "default" not in text:
                 parts.append(f"default {_shown(default)}")
@@ -189,6 +196,7 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
     parser = _Parser(prog="advgame", description="Adversarial robustness as a two-player "
                      "zero-sum game: attacks, defenses, equilibria, certification.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"advgame {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     full = set(COMMANDS if commands is None else commands)
     for name, (_, _, help_text) in COMMANDS.items():
@@ -199,7 +207,7 @@ def build_parser(commands: Iterable[str] | None = None) -> argparse.ArgumentPars
             p = sub.add_parser("report", help=help_text)
             p.add_argument("dir", type=Path, metavar="DIR", help="a run's output directory")
             p.add_argument("--format", choices=("html", "md"), default="html",
-                           help="html (default: OUT/report.html) or md (OUT/report.md)")
+                           help="html (default: DIR/report.html) or md (DIR/report.md)")
             continue
         _, cls, quick = _command_module(name)
         p = sub.add_parser(name, help=help_text)
@@ -264,10 +272,15 @@ def run_config_command(
     report. A failed run leaves no empty output directory behind."""
     import torch
 
-    from advgame.experiments.runtime import output_directory, parse_device
+    from advgame.experiments.runtime import (
+        check_previous_results,
+        output_directory,
+        parse_device,
+    )
 
     cfg: Any = resolve_config(args, cls, quick)
     device = parse_device(args.device)
+    check_previous_results(args.out, args.command, cfg)
     with output_directory(args.out) as out:
         from advgame import distributed
 
@@ -314,6 +327,21 @@ def _paper1_runner(args: argparse.Namespace, mod: Any) -> Callable[..., Any]:
     return runner
 
 
+def _flag_named(parser: argparse.ArgumentParser, command: str | None, field: str
+                ) -> str | None:
+    """The option of ``command`` that sets config field ``field`` where its name is not
+    simply ``--field`` spelled with dashes (``n`` is set by ``--num-samples``), else None."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)),
+               None)
+    if sub is None or command not in sub.choices:
+        return None
+    for action in sub.choices[command]._actions:
+        if action.dest == field and action.option_strings:
+            flag = max(action.option_strings, key=len)
+            return None if flag == "--" + field.replace("_", "-") else flag
+    return None
+
+
 def _command_in(argv: Sequence[str]) -> str | None:
     """The subcommand named in ``argv`` (its first word that is not an option)."""
     for word in argv:
@@ -327,13 +355,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     command = _command_in(words)
     parser = build_parser([] if command is None else [command])
+    if command is not None and isinstance(parser, _Parser):
+        parser.help_hint = f"advgame {command} --help"
     args = parser.parse_args(words)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         _run(args)
     except InputError as e:
-        print(f"advgame: error: {e}", file=sys.stderr)
+        flag = _flag_named(parser, command, e.argument)
+        said = f"{e.argument} ({flag}): {e.problem}" if flag else str(e)
+        print(f"advgame: error: {said}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("advgame: interrupted; rerun the same command to resume", file=sys.stderr)

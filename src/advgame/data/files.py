@@ -95,13 +95,38 @@ _MNIST_FILES = {
 }
 
 
-def _find(root: Path, stem: str) -> Path:
+def _find(root: Path, stem: str, argument: str = "data_dir") -> Path:
     for cand in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
                  stem.replace("-idx", ".idx") + ".gz"):
         for base in (root, root / "raw"):
             if (base / cand).is_file():
                 return base / cand
-    raise InputError("data_dir", f"{root} has no file {stem}[.gz]")
+    raise InputError(argument, f"{root} has no file {stem}[.gz]")
+
+
+def _cifar_root(root: Path) -> Path:
+    return root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+
+
+def check_data_files(fmt: str, root: str | Path, argument: str = "data_dir") -> None:
+    """Check, without reading them, that ``root`` holds the files of ``fmt`` (``"idx"``:
+    the four MNIST-format files; ``"cifar10"``: the test batch and a training batch), so
+    that a wrong directory fails before any work instead of when it is first read.
+
+    Raises:
+        InputError: argument ``argument``, naming the missing directory or file.
+    """
+    r = Path(root)
+    if not r.is_dir():
+        raise InputError(argument, f"{r} is not a directory")
+    if fmt == "idx":
+        for stem in (*_MNIST_FILES["train"], *_MNIST_FILES["test"]):
+            _find(r, stem, argument)
+        return
+    c = _cifar_root(r)
+    for names in (["test_batch"], [f"data_batch_{i}" for i in range(1, 6)]):
+        if not any((c / n).is_file() for n in names):
+            raise InputError(argument, f"{c} has no CIFAR-10 batch {names[0]}")
 
 
 def load_idx_dataset(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +187,7 @@ def load_cifar10(root: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     r = Path(root)
     if not r.is_dir():
         raise InputError("data_dir", f"{r} is not a directory")
-    if (r / "cifar-10-batches-py").is_dir():
-        r = r / "cifar-10-batches-py"
+    r = _cifar_root(r)
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     present = [r / n for n in names if (r / n).is_file()]
     if not present:

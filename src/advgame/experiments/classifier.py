@@ -137,12 +137,23 @@ def train_model(
     return model, summary
 
 
+def check_checkpoint_fits(ck: dict[str, Any], ds: Dataset) -> None:
+    """Raise InputError("model") unless the checkpoint ``ck`` takes the inputs of ``ds``
+    and has its number of classes."""
+    if tuple(ck["input_shape"]) != ds.input_shape or ck["num_classes"] != ds.num_classes:
+        raise InputError(
+            "model", f"checkpoint expects inputs {tuple(ck['input_shape'])} with "
+            f"{ck['num_classes']} classes, data has {ds.input_shape} with {ds.num_classes}"
+        )
+
+
 def obtain_model(
     cfg: ModelConfig, ds: Dataset, out: Path, device: torch.device,
     model_path: str | None = None, progress: Progress = no_progress,
     data_parallel: bool = False, save: bool | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Load ``model_path``, or the run's own ``out/model.pt``, or train and save it there.
+    A ``model.pt`` of another config in ``out`` is never overwritten (InputError).
 
     ``save`` (default: on rank 0 only, as every rank trains the same model) says whether
     this process writes the checkpoint; a unit computed by one rank alone passes True.
@@ -151,11 +162,7 @@ def obtain_model(
     """
     if model_path is not None:
         model, ck = load_checkpoint(model_path, map_location=device)
-        if tuple(ck["input_shape"]) != ds.input_shape or ck["num_classes"] != ds.num_classes:
-            raise InputError(
-                "model", f"checkpoint expects inputs {tuple(ck['input_shape'])} with "
-                f"{ck['num_classes']} classes, data has {ds.input_shape} with {ds.num_classes}"
-            )
+        check_checkpoint_fits(ck, ds)
         return model, {"source": str(model_path), **ck.get("meta", {}),
                        "checkpoint": checkpoint_classifier(ck)}
     own = out / "model.pt"
@@ -163,6 +170,8 @@ def obtain_model(
         model, ck = load_checkpoint(own, map_location=device)
         if ck.get("meta", {}).get("config") == jsonable_config(cfg):
             return model, {"source": "resumed", **ck["meta"]}
+        raise InputError("out", f"{own} is the model of a run with another config; give "
+                         "another --out (the same settings resume that run)")
     model, summary = train_model(cfg, ds, device, progress, data_parallel)
     meta = {"config": jsonable_config(cfg), **{k: v for k, v in summary.items()
                                             if k != "loss_curve"}}
@@ -290,7 +299,8 @@ def base_results(command: str, cfg: Any, seed: int) -> dict[str, Any]:
 
     return {
         "command": command, "advgame_version": advgame.__version__, "created": now_iso(),
-        "seed": seed, "config": jsonable_config(cfg), "versions": versions(), "timings": {},
+        "seed": seed, "config": jsonable_config(cfg), "config_digest": config_digest(cfg),
+        "versions": versions(), "timings": {},
         "summary": [], "tables": [], "figures": [], "data": {},
     }
 

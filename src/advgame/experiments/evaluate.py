@@ -61,8 +61,10 @@ class EvaluateConfig(ModelConfig):
             raise InputError("eps", "give at least one value")
         for e in self.eps:
             check_nonnegative("eps", e)
-        names = [a.strip() for a in self.attacks.split(",") if a.strip()]
+        names = [a.strip() for a in self.attacks.split(",")]
         if self.attacks not in VERSIONS:
+            if any(not a for a in names):
+                raise InputError("attacks", f"an empty attack name in {self.attacks!r}")
             unknown = [a for a in names if a not in ATTACKS]
             if not names or unknown:
                 raise InputError("attacks", f"unknown attack(s) {unknown or [self.attacks]}; "

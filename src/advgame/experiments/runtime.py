@@ -86,7 +86,8 @@ def load_config(cls: type[C], path: str | Path | None, overrides: dict[str, Any]
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise InputError("config", f"{p} not found")
+            raise InputError("config", f"{p} " + (
+                "is a directory, not a TOML file" if p.is_dir() else "not found"))
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -221,6 +222,62 @@ def check_output_dir(out: str | Path) -> Path | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise InputError("out", f"cannot write in {existing}")
     return top
+
+
+def check_previous_results(out: str | Path, command: str, cfg: Any) -> None:
+    """Refuse to overwrite the results of another run: ``out/results.json`` may only be
+    replaced by a rerun of the same command with the same config (which resumes, and
+    writes the same results).
+
+    ``cfg``: the run's config (a dataclass, or its dict); the same config is the same
+    :func:`config_digest` (results.json's ``config_digest``; the ``config`` dict where a
+    file lacks it).
+
+    Raises:
+        InputError: argument ``out``, naming the command or the config fields that differ.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "results.json").write_text('{"command": "train", "config": {"seed": 0}}')
+        >>> check_previous_results(d, "train", {"seed": 0})
+        >>> check_previous_results(d, "train", {"seed": 1})
+        Traceback (most recent call last):
+        ...
+        advgame.errors.InputError: out: ... with another seed; give another --out ...
+        >>> check_previous_results(d, "attack", {"seed": 0})
+        Traceback (most recent call last):
+        ...
+        advgame.errors.InputError: out: ... holds the results of 'advgame train'; give another --out
+    """
+    p = Path(out) / "results.json"
+    if not p.is_file():
+        return
+    try:
+        prev = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        prev = None
+    if not isinstance(prev, dict) or not isinstance(prev.get("config"), dict):
+        raise InputError("out", f"{p} exists and is not an advgame results file; give "
+                         "another --out")
+    if prev.get("command") != command:
+        raise InputError("out", f"{out} holds the results of 'advgame {prev.get('command')}'"
+                         "; give another --out")
+    was, now = prev["config"], json.loads(json.dumps(to_jsonable(cfg)))
+    if "config_digest" in prev:
+        if prev["config_digest"] == config_digest(cfg):
+            return
+    elif was == now:
+        return
+    # the classifier fields of a run on a checkpoint record the checkpoint's values
+    classifier = (prev.get("data") or {}).get("classifier") or {}
+    loaded = str(classifier.get("from", "")).startswith("checkpoint")
+    differ = sorted(k for k in set(was) | set(now) if was.get(k) != now.get(k)
+                    and not (loaded and k in classifier))
+    what = ", ".join(differ[:4]) + (f" and {len(differ) - 4} more" if len(differ) > 4 else "")
+    raise InputError("out", f"{out} holds the results of an 'advgame {command}' run with "
+                     f"another {what or 'config'}; give another --out (the same settings "
+                     "resume that run)")
 
 
 def _prune_empty_dirs(root: Path, keep: set[str]) -> None:

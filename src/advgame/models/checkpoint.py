@@ -64,7 +64,8 @@ def load_checkpoint(
     """
     p = Path(path)
     if not p.is_file():
-        raise InputError("model", f"checkpoint {p} not found")
+        raise InputError("model", f"checkpoint {p} " + (
+            "is a directory, not a checkpoint file" if p.is_dir() else "not found"))
     if not zipfile.is_zipfile(p):
         raise InputError("model", f"{p} is not a valid checkpoint (not a torch.save zip file)")
     try:

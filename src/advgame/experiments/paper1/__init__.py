@@ -59,18 +59,20 @@ def _pairs(cfg: Paper1Config, classes_available: tuple[int, ...]) -> list[tuple[
 
 
 def run_paper1(cfg: Paper1Config, out: Path, device: torch.device,
-               progress: Progress = no_progress) -> dict[str, Any]:
+               progress: Progress = no_progress, *, ds: Dataset | None = None
+               ) -> dict[str, Any]:
     """Run S1 end to end: every unit below is stored under ``out/units/`` (a rerun
     resumes) and, under torchrun, the units of each phase are split across the ranks
     (each unit seeds its own generator, so the results are those of one process); rank 0
-    writes ``results.json``, the figures and the report."""
+    writes ``results.json``, the figures and the report. ``ds``: the data of ``cfg``
+    when the caller has loaded it already."""
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     store = UnitStore(out, config_digest(cfg))
     timings: dict[str, float] = {}
     res = base_results("paper1", cfg, cfg.seed)
     tick = time.perf_counter()
-    ds = load_data(cfg)
+    ds = load_data(cfg) if ds is None else ds
     g, info = prepare(cfg, ds, out / "model", device, progress)
     timings["model_s"] = time.perf_counter() - tick
 
@@ -204,12 +206,14 @@ def _other_pairs(cfg: Paper1Config, out: Path,
 def run_paper1_with_model(cfg: Paper1Config, out: Path, device: torch.device, model: str,
                           progress: Progress = no_progress) -> dict[str, Any]:
     """As :func:`run_paper1`, on a saved two-class checkpoint instead of a trained one."""
-    from advgame.experiments.classifier import jsonable_config
+    from advgame.experiments.classifier import check_checkpoint_fits, jsonable_config
     from advgame.models import load_checkpoint, save_checkpoint
 
     m, ck = load_checkpoint(model, map_location=device)
+    ds = load_data(cfg)
+    check_checkpoint_fits(ck, ds)  # before the copy: a rejected model leaves no file
     dest = out / "model" / "model.pt"
     save_checkpoint(dest, m, arch=ck["arch"], input_shape=tuple(ck["input_shape"]),
                     num_classes=ck["num_classes"], kwargs=ck["kwargs"],
                     meta={**ck.get("meta", {}), "config": jsonable_config(cfg)})
-    return run_paper1(cfg, out, device, progress)
+    return run_paper1(cfg, out, device, progress, ds=ds)

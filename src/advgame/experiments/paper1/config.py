@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from advgame.data.files import check_data_files
 from advgame.errors import InputError
 from advgame.experiments.classifier import ModelConfig
 from advgame.threat import parse_norm
@@ -127,6 +128,12 @@ class Paper1Config(ModelConfig):
             raise InputError("solver", f"must be auto, exact or fast, got {self.solver!r}")
         for n in self.convergence_ns:
             check_positive_int("convergence_ns", n)
+        if self.n_test is not None:
+            check_positive_int("n_test", self.n_test)
+        # the extra datasets are read only at the class-pairs stage, at the end of the run
+        for name, fmt in (("fashion_dir", "idx"), ("cifar_dir", "cifar10")):
+            if getattr(self, name):
+                check_data_files(fmt, getattr(self, name), name)
         if isinstance(self.pairs, str) and self.pairs not in ("all", "none"):
             raise InputError("pairs", f"must be 'all', 'none' or a list of pairs, got "
                              f"{self.pairs!r}")
