@@ -14,8 +14,9 @@ p_init, /2 after 10, /4 after 50, /8 after 200, /16 after 500, /32 after 1000, /
 
 * L-inf: start from vertical stripes of +-eps (one random sign per channel and column);
   a step sets the window to +-eps (one random sign per channel), clipped to the box.
-* L2: start from a grid of "pseudo-Gaussian" squares (concentric rectangles weighted
-  1/(r+1)^2) with random signs, scaled to norm eps; a step moves the mass of a second
+* L2: start from a centred grid of squares, each two "pseudo-Gaussians" (concentric
+  rectangles weighted 1/(r+1)^2) of opposite sign side by side, with random signs, scaled
+  to norm eps; a step moves the mass of a second
   window into the first one, adds a new two-lobe pseudo-Gaussian pattern there, and
   rescales so that the perturbation stays on the eps-sphere (then the box clips it).
 
@@ -233,16 +234,19 @@ def _linf_step(cur: torch.Tensor, orig: torch.Tensor, eps: float, frac: float,
 
 def _l2_init(m: int, c: int, h: int, w: int, eps: float, gen: torch.Generator | None,
              dev: torch.device, dt: torch.dtype) -> torch.Tensor:
-    """A grid of pseudo-Gaussian squares of side max(h // 5, 1) with random signs, norm eps."""
+    """A centred grid of squares of side max(h // 5, 1), each the two-lobe pattern
+    (randomly transposed) with a random sign per example and channel, scaled to norm eps
+    (the reference implementation's start)."""
     delta = torch.zeros(m, c, h, w, device=dev, dtype=dt)
     if h == 1:
         s = max(w // 25, 1)
         sh, sw = 1, s
     else:
         sh = sw = max(h // 5, 1)
-    pattern = _pseudo_gaussian(sh, sw).to(dev, dt)
-    for r0 in range(0, h - sh + 1, sh):
-        for c0 in range(0, w - sw + 1, sw):
+    top, left = (h - sh * (h // sh)) // 2, (w - sw * (w // sw)) // 2
+    for r0 in range(top, h - sh + 1, sh):
+        for c0 in range(left, w - sw + 1, sw):
+            pattern = _two_lobes(sh, sw, gen).to(dev, dt)
             sign = _signs((m, c, 1, 1), gen, dev, dt)
             delta[:, :, r0:r0 + sh, c0:c0 + sw] += sign * pattern
     nrm = delta.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, 1, 1, 1)
