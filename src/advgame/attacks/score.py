@@ -220,15 +220,26 @@ def _linf_step(cur: torch.Tensor, orig: torch.Tensor, eps: float, frac: float,
     cols = _offsets(k, sw, w, gen, cur.device)
     ix = _index(k, c, rows, cols)
     window_x, window_cur = orig[ix], cur[ix]
-    new = eps * _signs((k, c, 1, 1), gen, cur.device, cur.dtype)
+    # the window's two possible values per channel, and whether each leaves it unchanged
+    # (computed once: the redraws below only pick between them)
+    up, down = (window_x + eps).clamp(0.0, 1.0), (window_x - eps).clamp(0.0, 1.0)
+    up_same = (up - window_cur).abs().flatten(2).amax(2) < 1e-7  # (k, c)
+    down_same = (down - window_cur).abs().flatten(2).amax(2) < 1e-7
+    if c == 1:
+        up_same, down_same = up_same.view(k), down_same.view(k)
+    # one sign per example and channel, kept as the drawn bit (1: +eps, 0: -eps)
+    bit = torch.randint(0, 2, (k, c, 1, 1), generator=gen, device=cur.device)
     for _ in range(8):  # redraw the signs of windows the step would leave unchanged
-        same = ((window_x + new).clamp(0.0, 1.0) - window_cur).abs().flatten(1).amax(1) < 1e-7
-        if not bool(same.any()):
+        if c == 1:
+            same = torch.where(bit.view(k) > 0, up_same, down_same)
+        else:
+            same = torch.where(bit.view(k, c) > 0, up_same, down_same).all(1)
+        redraw = int(same.sum())
+        if redraw == 0:
             break
-        flip = _signs((int(same.sum()), c, 1, 1), gen, cur.device, cur.dtype)
-        new[same] = eps * flip
+        bit[same] = torch.randint(0, 2, (redraw, c, 1, 1), generator=gen, device=cur.device)
     cand = cur.clone()
-    cand[ix] = (window_x + new).clamp(0.0, 1.0)
+    cand[ix] = torch.where(bit > 0, up, down)
     return cand
 
 
