@@ -477,3 +477,21 @@ def test_strong_attacks_bad_input() -> None:
         with pytest.raises(InputError) as info:
             call()
         assert info.value.argument == arg, (k, arg, info.value)
+
+
+def test_square_flat_window_indices_match_the_advanced_indices() -> None:
+    """Square's L-inf step reads and writes its windows through one flat index tensor
+    (take / put_); it must address the same pixels as the four-tensor advanced index."""
+    from advgame.attacks.score import _flat_windows, _index, _offsets
+
+    g = torch.Generator().manual_seed(0)
+    for k, c, h, w, s in ((5, 3, 7, 9, 2), (4, 1, 28, 28, 1), (3, 2, 6, 6, 6)):
+        x = torch.rand(k, c, h, w, generator=g)
+        rows, cols = _offsets(k, s, h, g, x.device), _offsets(k, s, w, g, x.device)
+        flat = _flat_windows(k, c, h, w, rows, cols)
+        assert torch.equal(x.take(flat), x[_index(k, c, rows, cols)])
+        y, z = x.clone(), x.clone()
+        vals = torch.rand(k, c, s, s, generator=g)
+        y.put_(flat, vals)
+        z[_index(k, c, rows, cols)] = vals
+        assert torch.equal(y, z)

@@ -95,6 +95,16 @@ def _index(n: int, c: int, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torc
             rows[:, None, :, None], cols[:, None, None, :])
 
 
+def _flat_windows(k: int, c: int, h: int, w: int, rows: torch.Tensor, cols: torch.Tensor
+                  ) -> torch.Tensor:
+    """(k, c, rows, cols) flat indices of the windows into a contiguous (k, c, h, w)
+    tensor, for ``take`` / ``put_`` (one index tensor: cheaper than four)."""
+    dev = rows.device
+    start = (torch.arange(k, device=dev) * (c * h * w))[:, None] + rows * w  # (k, rows)
+    chan = (torch.arange(c, device=dev) * (h * w))[None, :, None, None]
+    return start[:, None, :, None] + chan + cols[:, None, None, :]
+
+
 def _pseudo_gaussian(a: int, b: int) -> torch.Tensor:
     """Concentric rectangles around the centre, ring r weighted 1 / (r + 1)^2; unit norm."""
     i = torch.arange(a, dtype=torch.float64)[:, None]
@@ -218,8 +228,8 @@ def _linf_step(cur: torch.Tensor, orig: torch.Tensor, eps: float, frac: float,
     sh, sw = _window(frac, c, h, w, 1, max(h - 1, 1))
     rows = _offsets(k, sh, h, gen, cur.device)
     cols = _offsets(k, sw, w, gen, cur.device)
-    ix = _index(k, c, rows, cols)
-    window_x, window_cur = orig[ix], cur[ix]
+    ix = _flat_windows(k, c, h, w, rows, cols)
+    window_x, window_cur = orig.take(ix), cur.take(ix)
     # the window's two possible values per channel, and whether each leaves it unchanged
     # (computed once: the redraws below only pick between them)
     up, down = (window_x + eps).clamp(0.0, 1.0), (window_x - eps).clamp(0.0, 1.0)
@@ -239,8 +249,7 @@ def _linf_step(cur: torch.Tensor, orig: torch.Tensor, eps: float, frac: float,
             break
         bit[same] = torch.randint(0, 2, (redraw, c, 1, 1), generator=gen, device=cur.device)
     cand = cur.clone()
-    cand[ix] = torch.where(bit > 0, up, down)
-    return cand
+    return cand.put_(ix, torch.where(bit > 0, up, down))
 
 
 def _l2_init(m: int, c: int, h: int, w: int, eps: float, gen: torch.Generator | None,
