@@ -16,9 +16,9 @@ p_init, /2 after 10, /4 after 50, /8 after 200, /16 after 500, /32 after 1000, /
   a step sets the window to +-eps (one random sign per channel), clipped to the box.
 * L2: start from a centred grid of squares, each two "pseudo-Gaussians" (concentric
   rectangles weighted 1/(r+1)^2) of opposite sign side by side, with random signs, scaled
-  to norm eps; a step moves the mass of a second
-  window into the first one, adds a new two-lobe pseudo-Gaussian pattern there, and
-  rescales so that the perturbation stays on the eps-sphere (then the box clips it).
+  to norm eps; a step moves the mass of a second window into the first one, adds a new
+  two-lobe pseudo-Gaussian pattern there, and rescales so that the perturbation stays on
+  the eps-sphere (then the box clips it).
 
 Inputs of shape (N, C, H, W) use H x W windows; (N, H, W) is read as one channel and
 (N, d) as a 1 x d strip (windows of 1 x s^2 pixels).
