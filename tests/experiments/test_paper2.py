@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,3 +163,32 @@ def test_paper2_config_validation(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["paper2", "--defenses", "magic", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
     assert "defenses" in err and "Traceback" not in err
+
+
+def test_masking_flags_need_enough_points_only_square_fools() -> None:
+    """paper2's masking check: Square must fool at least 2 points and 1% of the test set
+    that every gradient column (FGSM-curr, PGD, APGD where present) misses."""
+    import torch
+
+    from advgame.experiments.paper2.outputs import masking_flags
+
+    n = 300
+
+    def flags(idx: list[int]) -> torch.Tensor:
+        t = torch.zeros(n, dtype=torch.bool)
+        t[idx] = True
+        return t
+
+    def row(square_only: int) -> dict[str, Any]:
+        both = list(range(100))
+        sq = both + list(range(200, 200 + square_only))
+        return {"FGSM-curr": {"error": 0.2, "flags": flags(both[:60])},
+                "PGD": {"error": 1 / 3, "flags": flags(both)},
+                "Square": {"error": len(sq) / n, "flags": flags(sq)}}
+
+    cells = {"one": row(1), "two": row(2), "three": row(3),
+             "no-square": {"PGD": {"error": 0.5, "flags": flags(list(range(150)))}}}
+    got = masking_flags(cells)
+    assert [(m["defense"], m["square_only"], m["n"]) for m in got] == [("three", 3, n)]
+    assert got[0]["gradient_attacks"] == ["FGSM-curr", "PGD"]
+    assert got[0]["best_gradient_error"] == 1 / 3

@@ -20,6 +20,59 @@ SWEEP_COLUMNS = (("clean", "clean"), ("FGSM-curr", "FGSM-curr"), ("AttNet-curr",
                  ("worst case", "worst case"))
 
 
+#: The gradient attacks the gradient-free Square is compared with.
+GRADIENT_COLUMNS = ("FGSM-curr", "PGD", "APGD")
+
+
+def masking_flags(cells: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Defenses on which the gradient-free Square fools test points that no gradient attack
+    (FGSM-curr, PGD, APGD) fools: at least :data:`advgame.evaluation.MIN_POINTS` of them and
+    :data:`advgame.evaluation.MIN_FRACTION` of the test set, the criterion of ``advgame
+    evaluate``'s ``gradient_free_beats_gradient``. The gradient attacks' error is then not
+    an upper bound worth reporting (the gradients are masked).
+
+    ``cells``: ``{defense: {attack: {"error", "flags" (N,) bool, ...}}}``. Returns one
+    ``{"defense", "square_only", "n", "square_error", "best_gradient_error",
+    "gradient_attacks"}`` per flagged defense.
+
+    Example:
+        >>> t, f = torch.tensor([True, True, True]), torch.tensor([False, False, True])
+        >>> cells = {"d": {"Square": {"error": 1.0, "flags": t},
+        ...                "PGD": {"error": 1 / 3, "flags": f}}}
+        >>> [(m["defense"], m["square_only"]) for m in masking_flags(cells)]
+        [('d', 2)]
+    """
+    from advgame.evaluation import MIN_FRACTION, MIN_POINTS
+
+    out = []
+    for d, row in cells.items():
+        grads = [a for a in GRADIENT_COLUMNS if a in row]
+        if "Square" not in row or not grads:
+            continue
+        missed = ~torch.stack([row[a]["flags"] for a in grads]).any(dim=0)
+        only = int((row["Square"]["flags"] & missed).sum())
+        n = int(missed.numel())
+        if only >= MIN_POINTS and only >= MIN_FRACTION * n:
+            out.append({"defense": d, "square_only": only, "n": n,
+                        "square_error": row["Square"]["error"],
+                        "best_gradient_error": max(row[a]["error"] for a in grads),
+                        "gradient_attacks": grads})
+    return out
+
+
+def _masking_line(flags: list[dict[str, Any]], where: str) -> str:
+    if not flags:
+        return (f"Gradient-masking check ({where}): on no defense does the gradient-free "
+                "Square Attack fool a test point that all of the table's gradient attacks "
+                "(FGSM-curr, PGD, and APGD where it ran) miss.")
+    return (f"Gradient-masking check ({where}): the gradient-free Square Attack fools points "
+            "that every gradient attack misses on "
+            + "; ".join(f"{_label(m['defense'])} ({m['square_only']} of {m['n']}: Square "
+                        f"{m['square_error']:.3f} vs best gradient attack "
+                        f"{m['best_gradient_error']:.3f})" for m in flags)
+            + ": their gradient-attack errors understate the attack (masked gradients).")
+
+
 def _sweep_cell(row: dict[str, Any], cell: str) -> float | None:
     if cell == "fresh":  # the worst case per example over every fresh AttNet
         parts = [row[a]["flags"] for a in ("AttNet-MLP", "AttNet-CNN") if a in row]
@@ -102,9 +155,11 @@ def sweep_outputs(cfg: Paper2Config, res: dict[str, Any],
               "sens-fgsm": "Sens-FGSM", "minimax": "Alt (plain alternating)",
               "minimax-sens": "Minimax (sensitivity-penalized)"}
     data: dict[str, Any] = {}
+    masking: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for arch, per_eta in sweep.items():
         rows: list[list[Any]] = []
         data[arch] = {}
+        masking[arch] = {f"{eta:g}": masking_flags(cells) for eta, cells in per_eta.items()}
         for d in cfg.sweep_defenses:
             for eta, cells in per_eta.items():
                 if d not in cells:
@@ -133,7 +188,11 @@ def sweep_outputs(cfg: Paper2Config, res: dict[str, Any],
         })
         if arch == cfg.arch:
             _sweep_findings(cfg, res, data[arch], labels, arch)
+        res["summary"].append(_masking_line(
+            [m for flags in masking[arch].values() for m in flags],
+            f"eta table, {arch} classifier, every eta"))
     res["data"]["eta_sweep"] = data
+    res["data"]["eta_sweep_masking"] = masking
     from advgame import plots
 
     arch = cfg.arch
@@ -262,7 +321,8 @@ def _tables(cfg: Paper2Config, res: dict[str, Any],
                    f"itself; PGD: {cfg.pgd_steps} steps, random start; APGD: APGD-CE, "
                    f"{cfg.apgd_steps} iterations; Square: the gradient-free Square Attack, "
                    f"{cfg.square_queries} queries (a defense that only masks gradients falls "
-                   f"to it); AttNet-MLP: "
+                   f"to it; data.masking lists the defenses where it fools points FGSM-curr, "
+                   f"PGD and APGD all miss); AttNet-MLP: "
                    f"{cfg.attnet_restarts} fresh MLP AttNet(s) {list(cfg.attnet_hidden)} "
                    f"trained {cfg.attnet_epochs} epochs against the frozen defense (objective "
                    f"{cfg.attnet_objective}), worst case per example; AttNet-CNN: "
@@ -300,6 +360,7 @@ def _data(cfg: Paper2Config, res: dict[str, Any], cells: dict[str, dict[str, Any
         "defense_attack": {d: {a: {k: v for k, v in c.items() if k != "flags"}
                                for a, c in row.items()} for d, row in cells.items()},
         "fgsm_sign_agreement": agreement, "curves": curves,
+        "masking": masking_flags(cells),
         "work_dir": str(work.dir), "trained_this_run": work.trained,
     }
     if cm is not None:
@@ -430,6 +491,9 @@ def _summary(cfg: Paper2Config, res: dict[str, Any], cells: dict[str, dict[str, 
         out.append(
             f"The reformer (autoencoder + u0) has clean error {r['clean']:.3f}, white-box "
             f"FGSM error {r['FGSM-curr']:.3f} and PGD error {r['PGD']:.3f}.")
+    if err:
+        out.append(_masking_line(res["data"].get("masking", []),
+                                 f"every defense against every attack, eta={cfg.eta:g}"))
     return out
 
 
