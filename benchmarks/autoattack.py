@@ -155,15 +155,17 @@ def art_rows(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, que
                             clip_values=(0.0, 1.0), device_type="cpu")
     xn, yn = x.numpy(), y.numpy()
 
-    def run(attack: object) -> tuple[float, float]:
-        np.random.seed(0)  # noqa: NPY002 -- ART draws from numpy's global generator
-        xa, t = timed(lambda: attack.generate(x=xn, y=yn))  # type: ignore[attr-defined]
+    def run(attack: object, reps: int = 1) -> tuple[float, float]:
+        def once() -> np.ndarray:
+            np.random.seed(0)  # noqa: NPY002 -- ART draws from numpy's global generator
+            return attack.generate(x=xn, y=yn)  # type: ignore[attr-defined]
+        xa, t = best_of(once, reps)
         return robust(model, torch.from_numpy(xa), y), t
 
-    out = {"apgd": ("ART AutoProjectedGradientDescent (CE, 100 steps)", *run(
+    out = {"apgd": ("ART AutoProjectedGradientDescent (CE, 100 steps; best of 3)", *run(
                AutoProjectedGradientDescent(clf, norm=np.inf, eps=eps, eps_step=2 * eps,
                                             max_iter=100, nb_random_init=1, batch_size=n,
-                                            loss_type="cross_entropy", verbose=False))),
+                                            loss_type="cross_entropy", verbose=False), 3)),
            "square": (f"ART SquareAttack ({queries} queries)", *run(
                SquareAttack(clf, norm=np.inf, eps=eps, max_iter=queries, p_init=0.8,
                             nb_restarts=1, batch_size=n, verbose=False)))}
@@ -220,6 +222,14 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
+
+
+def best_of(fn: Callable[[], T], reps: int = 3) -> tuple[T, float]:
+    """``fn``'s output and its fastest of ``reps`` runs (``fn`` must seed itself, so every
+    run computes the same thing): the second-long rows compared with each other, whose
+    single runs differ by about 5% on a shared VM."""
+    runs = [timed(fn) for _ in range(reps)]
+    return runs[-1][0], min(t for _, t in runs)
 
 
 def main() -> None:
@@ -303,17 +313,22 @@ def main() -> None:
         agree.append(agreement("torchattacks", still_correct(model, cascade.x_adv, y),
                                still_correct(model, xt, y)))
         rows.append(("torchattacks AutoAttack(standard)", acc_ta, t_ta))
-    g = torch.Generator().manual_seed(0)
-    xa, t_ap = timed(lambda: apgd(model, x, y, eps, "inf", steps=100, generator=g))
-    rows.append(("advgame apgd (CE, 100 steps)", robust(model, xa, y), t_ap))
+    # APGD, torchattacks' APGD and the plain loop: best of 3 runs each (each run seeded)
+    xa, t_ap = best_of(lambda: apgd(model, x, y, eps, "inf", steps=100,
+                                    generator=torch.Generator().manual_seed(0)))
+    rows.append(("advgame apgd (CE, 100 steps; best of 3)", robust(model, xa, y), t_ap))
     tap = torchattacks.APGD(model, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce",
                             seed=0)
-    xb, t_tap = timed(lambda: tap(x, y))
-    rows.append(("torchattacks APGD (CE, 100 steps)", robust(model, xb, y), t_tap))
-    torch.manual_seed(0)
-    xc, t_plain = timed(lambda: plain_apgd_passes(model, x, y, eps, 100))
-    rows.append(("plain loop (100 forward/backward + momentum step)", robust(model, xc, y),
-                 t_plain))
+    xb, t_tap = best_of(lambda: tap(x, y))
+    rows.append(("torchattacks APGD (CE, 100 steps; best of 3)", robust(model, xb, y), t_tap))
+
+    def plain() -> torch.Tensor:
+        torch.manual_seed(0)
+        return plain_apgd_passes(model, x, y, eps, 100)
+
+    xc, t_plain = best_of(plain)
+    rows.append(("plain loop (100 forward/backward + momentum step; best of 3)",
+                 robust(model, xc, y), t_plain))
     q = args.square_queries
     xs, t_sq = timed(lambda: square(model, x, y, eps, "inf", queries=q,
                                     generator=torch.Generator().manual_seed(0)))
