@@ -91,7 +91,9 @@ class Evaluation:
     checks: dict[str, float | bool] = field(default_factory=dict)
 
 
-def _enough(count: int, n: int) -> bool:
+def enough(count: int, n: int) -> bool:
+    """Whether ``count`` of ``n`` points are enough for a flag: at least :data:`MIN_POINTS`
+    and :data:`MIN_FRACTION` of them."""
     return count >= MIN_POINTS and count >= MIN_FRACTION * n
 
 
@@ -157,7 +159,7 @@ def evaluate(
     per_attack["fgm (single step)"] = float(robust.float().mean())
     flags: list[Flag] = []
     figures: dict[str, float | bool] = {"fgm_fooled_after_cascade": fgm_wins}
-    if _enough(fgm_wins, n):
+    if enough(fgm_wins, n):
         flags.append(Flag("single_step_beats_iterative",
                           f"FGM fooled {fgm_wins} of {n} points that survived every iterative "
                           "attack: the iterative attacks are failing (gradient masking?)"))
@@ -166,7 +168,7 @@ def evaluate(
         if s.gradient_free and any(not r.gradient_free for r in res.stages[:k]):
             grad_fooled += s.fooled
     figures["gradient_free_fooled_after_gradient"] = grad_fooled
-    if _enough(grad_fooled, n):
+    if enough(grad_fooled, n):
         flags.append(Flag("gradient_free_beats_gradient",
                           f"the gradient-free attack fooled {grad_fooled} of {n} points that "
                           "every gradient attack before it missed: the gradients are masked"))
@@ -203,7 +205,7 @@ def _checks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, norm
         return flags
     frac = zero_gradient_fraction(model, xc, yc)
     figures["zero_gradient_fraction"] = frac
-    if _enough(round(frac * clean.numel()), n):
+    if enough(round(frac * clean.numel()), n):
         flags.append(Flag("zero_gradients",
                           f"the input gradient is zero on {frac:.1%} of the correctly "
                           "classified points: gradient attacks cannot work there (gradient "

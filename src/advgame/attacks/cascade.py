@@ -34,7 +34,7 @@ from advgame.attacks.score import square
 from advgame.errors import InputError
 from advgame.models.training import eval_mode
 from advgame.progress import progress_bar
-from advgame.threat import Norm
+from advgame.threat import Norm, parse_norm
 
 Stage = Callable[[nn.Module, torch.Tensor, torch.Tensor, float, Norm, torch.Generator | None],
                  torch.Tensor]
@@ -185,12 +185,25 @@ def _stages(attacks: Stages, eps: float | None = None,
         else:
             raise InputError("attacks", f"expected a name, a (name, stage) pair or an "
                              f"Attack, got {a!r}")
+    if norm is not None and norm != "2" and "cw" in items:
+        raise InputError("attacks", "cw is an L2 attack; use it with norm 2")
     seen: dict[str, int] = {}
     for k, (name, stage, free) in enumerate(out):
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:
             out[k] = (f"{name} ({seen[name]})", stage, free)
     return tuple(out)
+
+
+def check_attacks(attacks: Stages, norm: Norm | str | float) -> tuple[str, ...]:
+    """Check a cascade's ``attacks`` for ``norm`` before anything runs (names, versions,
+    cw only in L2) and return its stage names.
+
+    Example:
+        >>> check_attacks("apgd-ce,square", "inf")
+        ('apgd-ce', 'square')
+    """
+    return tuple(name for name, _, _ in _stages(attacks, None, parse_norm(norm)))
 
 
 def run_cascade(

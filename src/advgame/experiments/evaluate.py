@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from advgame import distributed
-from advgame.attacks.cascade import ATTACKS, VERSIONS
+from advgame.attacks.cascade import check_attacks
 from advgame.defenses import Defense, SmoothingDefense, TransformDefense
 from advgame.defenses.preprocessing import preprocessing
 from advgame.errors import InputError
@@ -61,17 +61,7 @@ class EvaluateConfig(ModelConfig):
             raise InputError("eps", "give at least one value")
         for e in self.eps:
             check_nonnegative("eps", e)
-        names = [a.strip() for a in self.attacks.split(",")]
-        if self.attacks not in VERSIONS:
-            if any(not a for a in names):
-                raise InputError("attacks", f"an empty attack name in {self.attacks!r}")
-            unknown = [a for a in names if a not in ATTACKS]
-            if not names or unknown:
-                raise InputError("attacks", f"unknown attack(s) {unknown or [self.attacks]}; "
-                                 f"choose {', '.join(sorted(VERSIONS))} or names from "
-                                 f"{', '.join(sorted(ATTACKS))}")
-            if "cw" in names and parse_norm(self.norm) != "2":
-                raise InputError("attacks", "cw is an L2 attack; use it with norm 2")
+        check_attacks(self.attacks, self.norm)
         if self.n_test is not None:
             check_positive_int("n_test", self.n_test)
         kind, _ = parse_defense(self.defense)

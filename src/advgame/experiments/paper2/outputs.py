@@ -42,7 +42,7 @@ def masking_flags(cells: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         >>> [(m["defense"], m["square_only"]) for m in masking_flags(cells)]
         [('d', 2)]
     """
-    from advgame.evaluation import MIN_FRACTION, MIN_POINTS
+    from advgame.evaluation import enough
 
     out = []
     for d, row in cells.items():
@@ -52,7 +52,7 @@ def masking_flags(cells: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         missed = ~torch.stack([row[a]["flags"] for a in grads]).any(dim=0)
         only = int((row["Square"]["flags"] & missed).sum())
         n = int(missed.numel())
-        if only >= MIN_POINTS and only >= MIN_FRACTION * n:
+        if enough(only, n):
             out.append({"defense": d, "square_only": only, "n": n,
                         "square_error": row["Square"]["error"],
                         "best_gradient_error": max(row[a]["error"] for a in grads),
